@@ -43,7 +43,7 @@ def read_uint8(path: str | os.PathLike) -> np.ndarray:
 
 def uint8_to_tensor(array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(H, W, 3) uint8 → (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).to(dtype) / 255
+    return torch.from_numpy(np.array(array, copy=not array.flags.writeable, order="C")).permute(2, 0, 1).to(dtype) / 255
 
 
 def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
