@@ -1,0 +1,196 @@
+"""The AdaCoF warp op: values, all four gradients, both input conventions, backends.
+
+The independent reference is built from torch's own ``grid_sample`` on an
+explicitly replication-padded image (``padding_mode="border"``,
+``align_corners=True``): clamping the sample coordinate to the padded image
+gives the same values and gradients as clamping the bilinear corners, which is
+what the op does.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sdesign_adacof.ops import warp_torch
+from sdesign_adacof.ops.cupy_kernels import cupy_available
+from sdesign_adacof.ops.warp import adacof_warp, use_backend
+from sparsenet_design.errors import SdesignError
+
+
+def reference_warp(x, weight, alpha, beta, dilation):
+    """Loop over taps; each tap is one grid_sample of the replication-padded image."""
+    b, c, h, w = x.shape
+    taps = weight.shape[1]
+    k = int(round(taps ** 0.5))
+    span = (k - 1) * dilation
+    top, left = span // 2, span // 2
+    padded = F.pad(x, (left, span - left, top, span - top), mode="replicate")
+    hp, wp = padded.shape[-2:]
+    rows = torch.arange(h, dtype=x.dtype).view(1, h, 1)
+    cols = torch.arange(w, dtype=x.dtype).view(1, 1, w)
+    out = 0
+    for t in range(taps):
+        y = rows + (t // k) * dilation + alpha[:, t]
+        xx = cols + (t % k) * dilation + beta[:, t]
+        grid = torch.stack((2 * xx / (wp - 1) - 1, 2 * y / (hp - 1) - 1), dim=-1)
+        sample = F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        out = out + weight[:, t:t + 1] * sample
+    return out
+
+
+def make_inputs(b=2, c=3, h=9, w=11, k=3, offset_scale=3.0, dtype=torch.float64, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, h, w, generator=g, dtype=dtype)
+    weight = torch.softmax(torch.randn(b, k * k, h, w, generator=g, dtype=dtype), dim=1)
+    alpha = torch.randn(b, k * k, h, w, generator=g, dtype=dtype) * offset_scale
+    beta = torch.randn(b, k * k, h, w, generator=g, dtype=dtype) * offset_scale
+    return [t.to(device).requires_grad_() for t in (x, weight, alpha, beta)]
+
+
+def grads(fn, tensors, seed=1):
+    out = fn(*tensors)
+    g = torch.Generator().manual_seed(seed)
+    upstream = torch.randn(out.shape, generator=g, dtype=out.dtype).to(out.device)
+    return out, torch.autograd.grad(out, tensors, upstream)
+
+
+@pytest.mark.parametrize("k,dilation", [(3, 1), (3, 2), (4, 1), (5, 2)])
+def test_torch_path_matches_grid_sample_reference(k, dilation):
+    tensors = make_inputs(k=k, h=10, w=7, offset_scale=4.0)  # offsets far beyond the border too
+    with use_backend("torch"):
+        out, got = grads(lambda *t: adacof_warp(*t, dilation), tensors)
+    ref_out, expected = grads(lambda *t: reference_warp(*t, dilation), tensors)
+    torch.testing.assert_close(out, ref_out)
+    for name, a, e in zip(("input", "weight", "alpha", "beta"), got, expected):
+        torch.testing.assert_close(a, e, msg=lambda m: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_gradcheck_torch_path(dilation):
+    tensors = make_inputs(b=1, c=2, h=7, w=5, k=3, offset_scale=3.0)
+    with use_backend("torch"):
+        assert torch.autograd.gradcheck(lambda *t: adacof_warp(*t, dilation), tensors)
+
+
+def test_prepadded_input_matches_unpadded():
+    x, weight, alpha, beta = make_inputs(k=5, h=8, w=9)
+    span = 4 * 2
+    padded = F.pad(x, (span // 2,) * 4, mode="replicate")
+    torch.testing.assert_close(adacof_warp(padded, weight, alpha, beta, 2),
+                               adacof_warp(x, weight, alpha, beta, 2))
+
+
+def test_integer_offsets_shift_the_image():
+    x = torch.arange(30, dtype=torch.float64).view(1, 1, 5, 6)
+    ones = torch.ones(1, 1, 5, 6, dtype=torch.float64)
+    out = adacof_warp(x, ones, ones * 1, ones * -2, 1)  # sample (i+1, j-2), clamped
+    rows = torch.arange(5).add(1).clamp(max=4)
+    cols = torch.arange(6).sub(2).clamp(min=0)
+    torch.testing.assert_close(out[0, 0], x[0, 0][rows][:, cols])
+
+
+def test_negative_fractional_offsets_interpolate():
+    # the published kernel truncates toward zero; true floor interpolates between j-1 and j
+    x = torch.tensor([[[[0.0, 10.0, 20.0, 30.0]]]], dtype=torch.float64)
+    ones = torch.ones(1, 1, 1, 4, dtype=torch.float64)
+    out = adacof_warp(x, ones, ones * 0, ones * -0.25, 1)
+    torch.testing.assert_close(out[0, 0, 0], torch.tensor([0.0, 7.5, 17.5, 27.5], dtype=torch.float64))
+
+
+def test_chunked_taps_agree(monkeypatch):
+    tensors = make_inputs(k=5, h=6, w=7, dtype=torch.float32)
+    with use_backend("torch"):
+        whole, whole_grads = grads(lambda *t: adacof_warp(*t, 1), tensors)
+        monkeypatch.setattr(warp_torch, "_CHUNK_ELEMENTS", 1)  # one tap at a time
+        chunked, chunked_grads = grads(lambda *t: adacof_warp(*t, 1), tensors)
+    torch.testing.assert_close(chunked, whole)
+    for a, e in zip(chunked_grads, whole_grads):
+        torch.testing.assert_close(a, e)
+
+
+def test_mixed_dtypes_promote_and_grads_keep_dtype():
+    x, weight, alpha, beta = make_inputs(dtype=torch.float32)
+    half = [t.detach().half().requires_grad_() for t in (weight, alpha, beta)]
+    out = adacof_warp(x, *half, 1)
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert [t.grad.dtype for t in half] == [torch.float16] * 3
+    torch.testing.assert_close(out, adacof_warp(x, *(t.float() for t in half), 1))
+
+
+@pytest.mark.parametrize("shapes,match", [
+    (((1, 3, 8, 8), (1, 8, 8, 8)), "not a square"),
+    (((1, 3, 8, 8), (1, 9, 5, 8)), "height"),
+    (((2, 3, 8, 8), (1, 9, 8, 8)), "batch"),
+])
+def test_bad_shapes_raise_clear_errors(shapes, match):
+    x = torch.rand(shapes[0])
+    w = torch.rand(shapes[1])
+    with pytest.raises(SdesignError, match=match):
+        adacof_warp(x, w, w, w, 1)
+
+
+def test_op_is_one_node_for_fx_and_compile():
+    import torch.fx as fx
+
+    class Warp(torch.nn.Module):
+        def forward(self, x, w, a, b):
+            return adacof_warp(x, w, a, b, 2) * 2
+
+    gm = fx.symbolic_trace(Warp())
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert torch.ops.sdesign_adacof.adacof_warp.default in targets or \
+        torch.ops.sdesign_adacof.adacof_warp in targets
+    tensors = [t.detach() for t in make_inputs(k=3, dtype=torch.float32)]
+    compiled = torch.compile(Warp(), backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(*tensors), Warp()(*tensors))
+    metas = [t.to("meta") for t in tensors]
+    assert Warp()(*metas).shape == tensors[0].shape
+
+
+def test_cupy_backend_refuses_cpu_tensors_clearly():
+    tensors = [t.detach() for t in make_inputs(dtype=torch.float32)]
+    with use_backend("cupy"), pytest.raises(SdesignError, match="CuPy"):
+        adacof_warp(*tensors, 1)
+
+
+# ---------------------------------------------------------------- CUDA kernels
+
+needs_cupy = pytest.mark.skipif(not cupy_available(), reason="needs CUDA and CuPy (pip install sdesign-adacof[cuda])")
+
+
+@pytest.mark.gpu
+@needs_cupy
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_gradcheck_cuda_kernels(dilation):
+    tensors = make_inputs(b=1, c=5, h=7, w=9, k=3, device="cuda")  # c=5: two channel blocks
+    with use_backend("cupy"):
+        assert torch.autograd.gradcheck(lambda *t: adacof_warp(*t, dilation), tensors)
+
+
+@pytest.mark.gpu
+@needs_cupy
+@pytest.mark.parametrize("k,dilation,h,w,c", [(5, 1, 33, 47, 3), (11, 2, 37, 29, 3), (4, 1, 16, 17, 20)])
+def test_cuda_kernels_match_torch_path_float32(k, dilation, h, w, c):
+    tensors = make_inputs(b=2, c=c, h=h, w=w, k=k, offset_scale=6.0, dtype=torch.float32, device="cuda")
+    with use_backend("cupy"):
+        out, got = grads(lambda *t: adacof_warp(*t, dilation), tensors)
+    with use_backend("torch"):
+        ref, expected = grads(lambda *t: adacof_warp(*t, dilation), tensors)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    for a, e in zip(got, expected):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_cupy
+def test_cuda_kernels_prepadded_and_autocast():
+    x, weight, alpha, beta = [t.detach() for t in make_inputs(k=5, h=16, w=20, dtype=torch.float32, device="cuda")]
+    padded = F.pad(x, (4,) * 4, mode="replicate")
+    with use_backend("cupy"):
+        torch.testing.assert_close(adacof_warp(padded, weight, alpha, beta, 2),
+                                   adacof_warp(x, weight, alpha, beta, 2))
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = adacof_warp(x, weight.half(), alpha.half(), beta.half(), 2)
+    assert out.dtype == torch.float32
