@@ -1,0 +1,351 @@
+"""Build the channel-dependency graph of a traced model.
+
+One pass over the FX graph in topological order (in the spirit of
+``torch.fx.passes.shape_prop``): each node's rule (from :mod:`.rules`) reads
+the channel layouts of its inputs, ties or pins channel groups, and gives the
+layouts of its output. Shapes come from ``node.meta["value"]`` (see
+:mod:`.trace`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .groups import GroupTable, Layout, Segment
+from .rules import function_rule, method_rule, module_rule
+from .trace import TracedModel
+
+
+@dataclass
+class TensorInfo:
+    """Channel layouts of a tensor: ``dims[d]`` for dimensions that carry channels,
+    ``blocks[d] = (group, count)`` for dimensions that index equal blocks of a
+    group (attention heads, channel-shuffle groups)."""
+
+    ndim: int
+    dims: dict[int, Layout] = field(default_factory=dict)
+    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def layout(self, dim: int) -> Layout | None:
+        return self.dims.get(dim % self.ndim if self.ndim else dim)
+
+    def groups(self) -> set[int]:
+        out = {s.group for layout in self.dims.values() for s in layout}
+        out.update(g for g, _ in self.blocks.values())
+        return out
+
+
+@dataclass
+class SymInt:
+    """An int computed from a tensor's shape: ``layout`` when it equals the width of
+    a channel layout (``x.shape[1]``, ``C // heads``), else ``None``."""
+
+    layout: Layout | None
+
+
+@dataclass
+class ShapeInfo:
+    dims: tuple[Layout | None, ...]
+
+
+@dataclass
+class ModuleRecord:
+    """A module whose constructor widths follow channel groups."""
+
+    path: str
+    cls: str
+    attrs: dict[str, Layout]  # constructor argument -> layout of that width
+    roles: list[tuple[str, Layout]] = field(default_factory=list)  # ("in"/"out", layout) for √d proposals
+
+
+@dataclass
+class ParamRecord:
+    """A parameter or buffer used directly in forward code (``get_attr``)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dims: dict[int, Layout]
+
+
+@dataclass
+class ChannelGraph:
+    traced: TracedModel
+    table: GroupTable
+    modules: dict[str, ModuleRecord]
+    params: dict[str, ParamRecord]
+    notes: list[str]
+
+    def groups_of(self, path: str) -> set[int]:
+        rec = self.modules.get(path)
+        if rec is None:
+            return set()
+        return {self.table.root(s.group) for layout in rec.attrs.values() for s in layout}
+
+    def to_networkx(self):
+        """A bipartite networkx graph: layer nodes ``("layer", path)`` and group
+        nodes ``("group", root)`` joined by the role of the slice."""
+        import networkx as nx
+
+        g = nx.Graph()
+        for root in self.table.roots():
+            info = self.table.groups[root]
+            g.add_node(("group", root), label=info.label, width=info.width, pinned=bool(info.pinned))
+        for rec in self.modules.values():
+            g.add_node(("layer", rec.path), cls=rec.cls)
+            for attr, layout in rec.attrs.items():
+                for seg in layout:
+                    g.add_edge(("layer", rec.path), ("group", self.table.root(seg.group)), attr=attr)
+        return g
+
+
+def _dims(ndim: int, dims) -> list[int]:
+    if isinstance(dims, int):
+        dims = [dims]
+    return sorted(d % ndim for d in dims)
+
+
+class RuleContext:
+    """What a channel rule sees of one node; see :mod:`sparsenet_design.rules`."""
+
+    def __init__(self, builder: "_Builder", node: fx.Node, module: nn.Module | None):
+        self._b = builder
+        self.node = node
+        self.module = module
+        self.table = builder.table
+
+    # -- reading --------------------------------------------------------
+    def describe(self) -> str:
+        if self.node.op == "call_module":
+            return f"module '{self.node.target}' ({type(self.module).__name__})"
+        target = self.node.target
+        name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+        return f"{self.node.op} '{name}' (node {self.node.name})"
+
+    @property
+    def path(self) -> str:
+        return str(self.node.target) if self.node.op == "call_module" else self.node.name
+
+    def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
+        if index is not None and index < len(self.node.args):
+            return self.node.args[index]
+        if name is not None and name in self.node.kwargs:
+            return self.node.kwargs[name]
+        return default
+
+    def value(self, v: Any = None) -> Any:
+        """The example value (meta tensor) of a node, or of this node's output."""
+        if v is None:
+            return self.node.meta.get("value")
+        if isinstance(v, fx.Node):
+            return v.meta.get("value")
+        return v
+
+    def shape(self, v: Any = None) -> tuple[int, ...] | None:
+        value = self.value(v)
+        return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+    def info(self, v: Any) -> Any:
+        return self._b.info.get(v) if isinstance(v, fx.Node) else None
+
+    def channels(self, v: Any) -> TensorInfo:
+        """Channel info of a tensor argument (no layouts if nothing is known)."""
+        info = self.info(v)
+        if isinstance(info, TensorInfo):
+            return info
+        shape = self.shape(v)
+        return TensorInfo(len(shape) if shape is not None else 0)
+
+    def layout(self, v: Any, dim: int, role: str = "input") -> Layout:
+        """Layout of ``v`` along ``dim``; a fresh pinned group when nothing is known
+        (model inputs, outputs of ops without a rule)."""
+        info = self.channels(v)
+        shape = self.shape(v)
+        if shape is None:
+            raise ValueError(f"{self.describe()}: argument is not a tensor")
+        d = dim % len(shape)
+        layout = info.dims.get(d)
+        if layout is None:
+            label = f"{v.name if isinstance(v, fx.Node) else 'value'}[dim {d}]"
+            gid = self.table.new(shape[d], label, pinned=f"{label} has fixed channels ({role} of {self.describe()})")
+            layout = (Segment(gid),)
+            info.dims[d] = layout
+            if isinstance(v, fx.Node) and self._b.info.get(v) is None:
+                self._b.info[v] = info
+        return layout
+
+    # -- writing --------------------------------------------------------
+    def new_group(self, width: int, label: str) -> Layout:
+        return (Segment(self.table.new(width, label)),)
+
+    def merge(self, a: Layout, b: Layout, why: str | None = None) -> None:
+        why = why or self.describe()
+        if a == b:
+            return
+        t = self.table
+        if len(a) == len(b) and all(t.width0(x) == t.width0(y) for x, y in zip(a, b)):
+            for x, y in zip(a, b):
+                t.union(x, y, why)
+            return
+        if len(a) == 1 and len(b) == 1:
+            t.union(a[0], b[0], why)
+            return
+        self.pin_layout(a, f"differently concatenated channels meet in {why}")
+        self.pin_layout(b, f"differently concatenated channels meet in {why}")
+
+    def pin_layout(self, layout: Layout, reason: str) -> None:
+        for seg in layout:
+            self.table.pin(seg.group, reason)
+
+    def pin(self, v: Any, reason: str | None = None) -> None:
+        """Pin every channel group reachable from argument ``v`` (tensors, lists)."""
+        reason = reason or f"used by {self.describe()}, which has no channel rule"
+        for info in _flatten_infos(self.info(v) if isinstance(v, fx.Node) else v):
+            for g in info.groups():
+                self.table.pin(g, reason)
+
+    def require_divisible(self, layout: Layout, k: int) -> bool:
+        """Widths of ``layout`` must stay divisible by ``k``. False if it cannot be
+        expressed (several segments): the caller should pin."""
+        if k == 1:
+            return True
+        if len(layout) != 1:
+            return False
+        self.table.require_integer(layout[0], Fraction(1, k))
+        return True
+
+    def record_module(self, attrs: dict[str, Layout], roles: Iterable[tuple[str, Layout]] = ()) -> None:
+        path = str(self.node.target)
+        rec = self._b.modules.get(path)
+        if rec is None:
+            self._b.modules[path] = ModuleRecord(path, type(self.module).__name__, dict(attrs), list(roles))
+            return
+        # a module called several times: every call ties the same widths
+        for attr, layout in attrs.items():
+            if attr in rec.attrs:
+                self.merge(rec.attrs[attr], layout, f"second call of {path}")
+            else:
+                rec.attrs[attr] = layout
+
+    def set_output(self, info: Any) -> None:
+        self._b.info[self.node] = info
+
+
+def _flatten_infos(info: Any) -> list[TensorInfo]:
+    if isinstance(info, TensorInfo):
+        return [info]
+    if isinstance(info, (list, tuple)):
+        return [i for item in info for i in _flatten_infos(item)]
+    if isinstance(info, dict):
+        return [i for item in info.values() for i in _flatten_infos(item)]
+    if isinstance(info, SymInt) and info.layout:
+        return [TensorInfo(1, {0: info.layout})]
+    if isinstance(info, ShapeInfo):
+        return [TensorInfo(1, {0: d}) for d in info.dims if d]
+    return []
+
+
+def _node_args(node: fx.Node) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda n: out.append(n) or n)
+    return out
+
+
+class _Builder:
+    def __init__(self, traced: TracedModel, pinned_modules: Iterable[str]):
+        self.traced = traced
+        self.table = GroupTable()
+        self.info: dict[fx.Node, Any] = {}
+        self.modules: dict[str, ModuleRecord] = {}
+        self.params: dict[str, ParamRecord] = {}
+        self.notes: list[str] = list(traced.notes)
+        self.pinned_modules = tuple(pinned_modules)
+        self.unknown: dict[str, int] = {}
+
+    def run(self) -> ChannelGraph:
+        gm = self.traced.graph_module
+        modules = dict(gm.named_modules())
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                value = node.meta.get("value")
+                self.info[node] = TensorInfo(value.dim()) if isinstance(value, torch.Tensor) else None
+            elif node.op == "get_attr":
+                self._get_attr(node)
+            elif node.op == "output":
+                ctx = RuleContext(self, node, None)
+                ctx.pin(node.args[0], "model output")
+            else:
+                module = modules.get(node.target) if node.op == "call_module" else None
+                self._apply_rule(node, module)
+        self._pin_user_modules()
+        return ChannelGraph(self.traced, self.table, self.modules, self.params, self.notes)
+
+    def _get_attr(self, node: fx.Node) -> None:
+        value = node.meta.get("value")
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            self.info[node] = None
+            return
+        dims = {
+            d: (Segment(self.table.new(size, f"{node.target}[dim {d}]")),)
+            for d, size in enumerate(value.shape)
+            if size > 1
+        }
+        self.params[str(node.target)] = ParamRecord(str(node.target), tuple(value.shape), dims)
+        self.info[node] = TensorInfo(value.dim(), dict(dims))
+
+    def _apply_rule(self, node: fx.Node, module: nn.Module | None) -> None:
+        if node.op == "call_module":
+            rule = module_rule(module)
+            what = type(module).__name__
+        elif node.op == "call_method":
+            rule = method_rule(node.target)
+            what = f"Tensor.{node.target}"
+        else:
+            rule = function_rule(node.target)
+            what = getattr(node.target, "__name__", str(node.target))
+        ctx = RuleContext(self, node, module)
+        if rule is None:
+            self.unknown[what] = self.unknown.get(what, 0) + 1
+            for arg in _node_args(node):
+                ctx.pin(arg, f"used by {ctx.describe()}, which has no channel rule")
+            self.info[node] = None
+            return
+        try:
+            rule(ctx)
+        except Exception as exc:  # a rule that cannot cope pins instead of failing
+            self.notes.append(f"rule for {ctx.describe()} failed ({type(exc).__name__}: {exc}); its channels are pinned")
+            for arg in _node_args(node):
+                ctx.pin(arg, f"rule for {ctx.describe()} failed")
+            self.info[node] = None
+
+    def _pin_user_modules(self) -> None:
+        for path in self.pinned_modules:
+            hits = [p for p in self.modules if p == path or p.startswith(path + ".")]
+            if not hits and path not in dict(self.traced.model.named_modules()):
+                from .errors import SpecMismatchError
+
+                raise SpecMismatchError(
+                    f"Pinned module '{path}' does not exist in {type(self.traced.model).__name__}. "
+                    "Check the spelling against model.named_modules() (paths look like 'layer1.0.conv1')."
+                )
+            for p in hits:
+                for layout in self.modules[p].attrs.values():
+                    for seg in layout:
+                        self.table.pin(seg.group, f"module '{path}' pinned by the user")
+
+
+def build_channel_graph(traced: TracedModel, pinned_modules: Iterable[str] = ()) -> ChannelGraph:
+    """Run every node's channel rule and return the channel groups."""
+    from . import builtin_rules  # noqa: F401  (registers the built-in rule table)
+
+    builder = _Builder(traced, pinned_modules)
+    graph = builder.run()
+    if builder.unknown:
+        names = ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in sorted(builder.unknown.items()))
+        graph.notes.append(f"ops without a channel rule (their channels are pinned): {names}")
+    return graph

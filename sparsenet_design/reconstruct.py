@@ -1,0 +1,319 @@
+"""``reconstruct``: sparse model → design spec + compact dense model; ``apply_spec``."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from .channel_graph import ChannelGraph, build_channel_graph
+from .density import density_report
+from .errors import SdesignError, SpecMismatchError
+from .groups import Layout
+from .resize import resize_module, resize_tensor, set_submodule, set_tensor
+from .spec import DesignSpec, architecture_fingerprint, tensor_shape
+from .trace import trace
+from .widths import GroupDecision, layout_width, resolve_widths
+
+MAX_REPAIRS = 8
+
+
+def _check_densities(model: nn.Module, densities: Mapping[str, float]) -> None:
+    names = dict(model.named_modules())
+    for path, d in densities.items():
+        if path not in names:
+            raise SdesignError(
+                f"densities names module '{path}', which {type(model).__name__} does not have. "
+                "Use paths as in model.named_modules() (e.g. 'features.0')."
+            )
+        if not (0 < float(d) <= 1):
+            raise SdesignError(f"density of '{path}' is {d}; densities must lie in (0, 1].")
+
+
+def _module_attr_value(module: nn.Module, attr: str) -> int:
+    v = getattr(module, attr)
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _importance(graph: ChannelGraph, model: nn.Module, decisions) -> dict[int, torch.Tensor]:
+    """l1 norm of the sparse weights per channel of each shrinking group, summed over
+    the layers whose slice is the whole group."""
+    from .resize import _PARAM_DIMS, _lookup
+
+    table = graph.table
+    scores: dict[int, torch.Tensor] = {}
+    for rec in graph.modules.values():
+        module = model.get_submodule(rec.path)
+        dims = _lookup(_PARAM_DIMS, module) or {}
+        for attr, layout in rec.attrs.items():
+            if len(layout) != 1:
+                continue
+            root, r = table.find(layout[0].group)
+            if r * layout[0].scale != 1 or decisions[root].width >= decisions[root].original:
+                continue
+            for name, spec in dims.items():
+                t = getattr(module, name, None)
+                if not isinstance(t, nn.Parameter) or t.dim() < 2:
+                    continue
+                for dim, (a, per_group) in spec.items():
+                    if a == attr and not per_group:
+                        s = t.detach().abs().float().transpose(0, dim).reshape(t.shape[dim], -1).sum(1)
+                        scores[root] = scores.get(root, 0) + s.cpu()
+    return scores
+
+
+def _indices_for(graph: ChannelGraph, layout: Layout, decisions, keep: dict[int, torch.Tensor]) -> torch.Tensor | None:
+    table = graph.table
+    parts, offset = [], 0
+    for seg in layout:
+        root, r = table.find(seg.group)
+        new = int(decisions[root].width * r * seg.scale)
+        if r * seg.scale == 1 and root in keep:
+            parts.append(keep[root] + offset)
+        else:
+            parts.append(torch.arange(new) + offset)
+        offset += int(table.width0(seg))
+    return torch.cat(parts) if parts else None
+
+
+def _make_spec(model, graph: ChannelGraph, decisions, strategy, densities, settings) -> DesignSpec:
+    spec = DesignSpec(
+        strategy=strategy,
+        densities={k: round(float(v), 6) for k, v in densities.items()},
+        fingerprint=architecture_fingerprint(model),
+        source=type(model).__name__,
+        notes=list(graph.notes),
+        settings=dict(settings),
+    )
+    for path, rec in graph.modules.items():
+        module = model.get_submodule(path)
+        original = {a: _module_attr_value(module, a) for a in rec.attrs}
+        widths = {a: layout_width(graph, layout, decisions) for a, layout in rec.attrs.items()}
+        spec.modules[path] = {"class": rec.cls, "original": original, "widths": widths}
+    for path, prec in graph.params.items():
+        shape = list(prec.shape)
+        new = list(shape)
+        for d, layout in prec.dims.items():
+            new[d] = layout_width(graph, layout, decisions)
+        if new != shape:
+            spec.params[path] = {"original": shape, "widths": new}
+    for dec in decisions.values():
+        if dec.proposals or dec.pinned:
+            spec.groups.append(
+                {
+                    "label": dec.label,
+                    "original": dec.original,
+                    "width": dec.width,
+                    "step": dec.step,
+                    "proposals": len(dec.proposals),
+                    "pinned": dec.pinned[:3],
+                }
+            )
+    return spec
+
+
+def _check_against(model: nn.Module, spec: DesignSpec) -> None:
+    names = dict(model.named_modules())
+    for path, entry in spec.modules.items():
+        module = names.get(path)
+        if module is None:
+            raise SpecMismatchError(
+                f"The design spec does not fit this model: it names module '{path}', which "
+                f"{type(model).__name__} does not have (the spec was made from a "
+                f"{spec.source or 'different'} model). Apply the spec to the model its "
+                "build_model() makes, or reconstruct a new spec for this model."
+            )
+        if type(module).__name__ != entry["class"]:
+            raise SpecMismatchError(
+                f"The design spec does not fit this model: module '{path}' is a "
+                f"{type(module).__name__} here but a {entry['class']} in the spec. "
+                "Apply the spec to the model it was made from, or reconstruct a new spec."
+            )
+        for attr, value in entry["original"].items():
+            have = _module_attr_value(module, attr) if hasattr(module, attr) else None
+            if have != value:
+                raise SpecMismatchError(
+                    f"The design spec does not fit this model: module '{path}' has {attr}={have} "
+                    f"but the spec was made from one with {attr}={value}. Apply the spec to the "
+                    "uncompressed model its build_model() makes, or reconstruct a new spec."
+                )
+    params = dict(model.named_parameters())
+    params.update(dict(model.named_buffers()))
+    for path, entry in spec.params.items():
+        t = params.get(path)
+        if t is None or tensor_shape(t) != entry["original"]:
+            raise SpecMismatchError(
+                f"The design spec does not fit this model: tensor '{path}' is "
+                f"{'missing' if t is None else tensor_shape(t)} here, the spec expects {entry['original']}."
+            )
+
+
+def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True) -> nn.Module:
+    compact = copy.deepcopy(model)
+    for path, entry in spec.modules.items():
+        if entry["widths"] == entry["original"]:
+            continue
+        module = compact.get_submodule(path)
+        set_submodule(compact, path, resize_module(module, entry["widths"], (indices or {}).get(path), fresh))
+    for path, entry in spec.params.items():
+        parent_path, _, name = path.rpartition(".")
+        parent = compact.get_submodule(parent_path) if parent_path else compact
+        set_tensor(compact, path, resize_tensor(getattr(parent, name).detach(), entry["widths"]))
+    return compact
+
+
+def apply_spec(model: nn.Module, spec: DesignSpec | str) -> nn.Module:
+    """The compact model a spec describes, built from a fresh ``model`` (which is
+    left untouched). Raises :class:`SpecMismatchError` naming the first module
+    that does not fit."""
+    if not isinstance(spec, DesignSpec):
+        spec = DesignSpec.load(spec)
+    _check_against(model, spec)
+    return _build(model, spec, fresh=True)
+
+
+# -- verification and repair ------------------------------------------------
+
+
+def _shapes(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [tuple(value.shape)]
+    if isinstance(value, (tuple, list)):
+        return [s for v in value for s in _shapes(v)]
+    if isinstance(value, dict):
+        return [s for k in sorted(value, key=str) for s in _shapes(value[k])]
+    return []
+
+
+class _CallStack:
+    """Forward hooks that remember which module was running when forward raised."""
+
+    def __init__(self, model: nn.Module):
+        self.stack: list[str] = []
+        self.handles = []
+        for name, m in model.named_modules():
+            self.handles.append(m.register_forward_pre_hook(lambda mod, args, n=name: self._enter(n)))
+            self.handles.append(m.register_forward_hook(lambda mod, args, out: self._leave()))
+
+    def _enter(self, name: str) -> None:
+        self.stack.append(name)
+
+    def _leave(self) -> None:
+        self.stack.pop()
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _run(model: nn.Module, inputs: tuple) -> tuple[list | None, str | None, Exception | None]:
+    hooks = _CallStack(model)
+    try:
+        with torch.no_grad():
+            out = model(*inputs)
+        return _shapes(out), None, None
+    except Exception as exc:
+        where = next((n for n in reversed(hooks.stack) if n), "")
+        return None, where, exc
+    finally:
+        hooks.close()
+
+
+def _to_device_of(model: nn.Module, value):
+    p = next(model.parameters(), None)
+    if p is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.to(p.device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device_of(model, v) for v in value)
+    return value
+
+
+def reconstruct(
+    model: nn.Module,
+    example_inputs,
+    strategy: str = "min",
+    densities: Mapping[str, float] | None = None,
+    inherit: bool = False,
+    pinned: Iterable[str] = (),
+    leaf_modules: Iterable[type[nn.Module]] = (),
+    overrides: Mapping[str, str] | None = None,
+    verify: bool = True,
+) -> tuple[nn.Module, DesignSpec]:
+    """Rebuild ``model`` as a compact dense model whose widths follow its density.
+
+    Densities are measured from the model's (sparse) weights; ``densities`` maps
+    module paths to a density in (0, 1] and overrides them. ``strategy`` (``min``,
+    ``max``, ``mean``) picks one width where coupled layers disagree; ``overrides``
+    maps group labels to another strategy. With ``inherit=True`` the compact model
+    keeps the strongest channels (l1 norm) of the sparse weights; by default the
+    resized layers are freshly initialised, as in the paper. ``pinned`` lists module
+    paths whose channels must not change.
+
+    Returns ``(compact_model, spec)``; ``model`` itself is not modified.
+    """
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (
+        tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
+    )
+    measured = density_report(model).as_dict()
+    if densities:
+        _check_densities(model, densities)
+        measured.update({k: float(v) for k, v in densities.items()})
+    traced = trace(model, inputs, leaf_modules)
+    expected = _shapes(next(n for n in reversed(traced.graph.nodes) if n.op == "output").meta.get("value"))
+    extra_pins: list[str] = []
+    run_inputs = _to_device_of(model, inputs)
+    for attempt in range(MAX_REPAIRS + 1):
+        graph = build_channel_graph(traced, list(pinned) + extra_pins)
+        decisions = resolve_widths(graph, measured, strategy, overrides)
+        settings = {"inherit": inherit, "tracer": traced.method, "pinned": list(pinned) + extra_pins}
+        spec = _make_spec(model, graph, decisions, strategy, measured, settings)
+        indices = None
+        if inherit:
+            indices = _inherit_indices(graph, model, decisions)
+        compact = _build(model, spec, indices, fresh=not inherit)
+        if not verify:
+            return compact, spec
+        got, where, exc = _run(compact, run_inputs)
+        if got is not None and got == expected:
+            if extra_pins:
+                spec.notes.append(
+                    "the first rebuild did not run; pinned "
+                    + ", ".join(f"'{p}'" for p in extra_pins)
+                    + " so that the compact model runs (its forward code likely has constant channel sizes)"
+                )
+            return compact, spec
+        target = where if got is None else ""
+        if target in extra_pins or attempt == MAX_REPAIRS:
+            break
+        extra_pins.append(target or _widest_changed(spec, extra_pins))
+    problem = f"raised {type(exc).__name__}: {exc}" if exc is not None else f"returned shapes {got}, expected {expected}"
+    raise SdesignError(
+        f"The compact {type(model).__name__} does not run: it {problem}"
+        f"{f' (in module {where!r})' if where else ''}. Its forward code probably uses a channel "
+        "count the channel rules cannot see (e.g. a constant). Pin that module "
+        "(pinned=[...] / PINNED in the model file) or register a rule for it."
+    )
+
+
+def _widest_changed(spec: DesignSpec, taken: list[str]) -> str:
+    for path in spec.changed_modules():
+        top = path.split(".")[0]
+        if top not in taken:
+            return top
+    return ""
+
+
+def _inherit_indices(graph: ChannelGraph, model: nn.Module, decisions: dict[int, GroupDecision]):
+    scores = _importance(graph, model, decisions)
+    keep = {
+        root: torch.sort(torch.topk(s, decisions[root].width).indices).values
+        for root, s in scores.items()
+        if decisions[root].step == 1
+    }
+    out = {}
+    for path, rec in graph.modules.items():
+        out[path] = {attr: _indices_for(graph, layout, decisions, keep) for attr, layout in rec.attrs.items()}
+    return out

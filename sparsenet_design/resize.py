@@ -1,0 +1,159 @@
+"""Make a copy of a layer at new widths.
+
+Each layer class declares which dimension of which parameter/buffer follows
+which constructor width (a table that plugins can extend with
+:func:`register_param_dims`); classes whose internals are more involved get a
+whole resizer function (:func:`register_resizer`).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+# class -> {tensor name: {dim: (width attribute, divided by groups?)}}
+_PARAM_DIMS: dict[type, dict[str, dict[int, tuple[str, bool]]]] = {}
+_RESIZERS: dict[type, Callable[..., nn.Module]] = {}
+
+
+def register_param_dims(cls: type[nn.Module], dims: dict[str, dict[int, tuple[str, bool] | str]]) -> None:
+    """Declare how ``cls``'s tensors follow its width attributes, e.g.
+    ``{"weight": {0: "out_features", 1: "in_features"}, "bias": {0: "out_features"}}``."""
+    _PARAM_DIMS[cls] = {
+        name: {d: (v, False) if isinstance(v, str) else v for d, v in spec.items()} for name, spec in dims.items()
+    }
+
+
+def register_resizer(cls: type[nn.Module], fn: Callable[..., nn.Module]) -> None:
+    """``fn(module, widths: dict[str, int], indices: dict[str, LongTensor] | None, fresh: bool)``."""
+    _RESIZERS[cls] = fn
+
+
+def _lookup(table: dict, module: nn.Module):
+    for cls in type(module).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    register_param_dims(_cls, {"weight": {0: "out_channels", 1: ("in_channels", True)}, "bias": {0: "out_channels"}})
+for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    register_param_dims(_cls, {"weight": {0: "in_channels", 1: ("out_channels", True)}, "bias": {0: "out_channels"}})
+register_param_dims(nn.Linear, {"weight": {0: "out_features", 1: "in_features"}, "bias": {0: "out_features"}})
+register_param_dims(
+    nn.Bilinear, {"weight": {0: "out_features", 1: "in1_features", 2: "in2_features"}, "bias": {0: "out_features"}}
+)
+register_param_dims(
+    nn.modules.batchnorm._NormBase,
+    {n: {0: "num_features"} for n in ("weight", "bias", "running_mean", "running_var")},
+)
+register_param_dims(nn.GroupNorm, {"weight": {0: "num_channels"}, "bias": {0: "num_channels"}})
+register_param_dims(nn.LayerNorm, {"weight": {0: "normalized_shape"}, "bias": {0: "normalized_shape"}})
+register_param_dims(nn.PReLU, {"weight": {0: "num_parameters"}})
+register_param_dims(nn.Embedding, {"weight": {1: "embedding_dim"}})
+
+
+def _mha_resizer(module: nn.MultiheadAttention, widths, indices, fresh) -> nn.Module:
+    e = widths["embed_dim"]
+    new = nn.MultiheadAttention(
+        e, module.num_heads, dropout=module.dropout, bias=module.in_proj_bias is not None,
+        add_bias_kv=module.bias_k is not None, add_zero_attn=module.add_zero_attn,
+        batch_first=module.batch_first,
+        device=module.out_proj.weight.device, dtype=module.out_proj.weight.dtype,
+    )
+    if not fresh and indices and indices.get("embed_dim") is not None:
+        idx = indices["embed_dim"]
+        with torch.no_grad():
+            w = module.in_proj_weight.view(3, module.embed_dim, module.embed_dim)[:, idx][:, :, idx]
+            new.in_proj_weight.copy_(w.reshape(3 * e, e))
+            if module.in_proj_bias is not None:
+                new.in_proj_bias.copy_(module.in_proj_bias.view(3, -1)[:, idx].reshape(-1))
+            new.out_proj.weight.copy_(module.out_proj.weight[idx][:, idx])
+            if module.out_proj.bias is not None:
+                new.out_proj.bias.copy_(module.out_proj.bias[idx])
+    new.train(module.training)
+    return new
+
+
+register_resizer(nn.MultiheadAttention, _mha_resizer)
+
+
+def _select(t: torch.Tensor, dim: int, size: int, idx: torch.Tensor | None) -> torch.Tensor:
+    if size == t.shape[dim] and idx is None:
+        return t
+    if idx is None or len(idx) != size:
+        idx = torch.arange(size, device=t.device)
+    return t.index_select(dim, idx.to(t.device))
+
+
+def resize_tensor(t: torch.Tensor, new_shape, indices: Mapping[int, torch.Tensor | None] | None = None) -> torch.Tensor:
+    """Keep the first entries (or ``indices[dim]``) along every dimension that shrinks."""
+    for d, size in enumerate(new_shape):
+        if size != t.shape[d] or (indices and indices.get(d) is not None):
+            t = _select(t, d, size, (indices or {}).get(d))
+    return t
+
+
+def resize_module(
+    module: nn.Module,
+    widths: Mapping[str, int],
+    indices: Mapping[str, torch.Tensor | None] | None = None,
+    fresh: bool = True,
+) -> nn.Module:
+    """A copy of ``module`` whose width attributes are ``widths``.
+
+    ``fresh=True`` re-initialises it (``reset_parameters``), as the paper trains
+    the compact model from scratch; otherwise the kept channels (``indices[attr]``,
+    or the first ones) carry their weights over.
+    """
+    resizer = _lookup(_RESIZERS, module)
+    if resizer is not None:
+        return resizer(module, dict(widths), indices, fresh)
+    dims = _lookup(_PARAM_DIMS, module)
+    if dims is None:
+        raise TypeError(
+            f"don't know how to resize {type(module).__name__}; register its tensors with "
+            "sparsenet_design.resize.register_param_dims or a resizer with register_resizer"
+        )
+    new = copy.deepcopy(module)
+    for attr, value in widths.items():
+        setattr(new, attr, (value,) if attr == "normalized_shape" else value)
+    groups = getattr(new, "groups", 1)
+    for name, spec in dims.items():
+        t = getattr(module, name, None)
+        if t is None:
+            continue
+        data = t.detach()
+        for dim, (attr, per_group) in spec.items():
+            if attr not in widths:
+                continue
+            size = widths[attr] // groups if per_group else widths[attr]
+            idx = None if per_group or not indices else indices.get(attr)
+            data = _select(data, dim, size, idx)
+        data = data.clone()
+        if isinstance(t, nn.Parameter):
+            setattr(new, name, nn.Parameter(data, requires_grad=t.requires_grad))
+        else:
+            new.register_buffer(name, data, persistent=name not in new._non_persistent_buffers_set)
+    if fresh and hasattr(new, "reset_parameters"):
+        new.reset_parameters()
+    return new
+
+
+def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, module)
+
+
+def set_tensor(root: nn.Module, path: str, value: torch.Tensor) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    old = getattr(parent, name)
+    if isinstance(old, nn.Parameter):
+        setattr(parent, name, nn.Parameter(value.clone(), requires_grad=old.requires_grad))
+    else:
+        parent.register_buffer(name, value.clone())

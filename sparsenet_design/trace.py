@@ -1,0 +1,233 @@
+"""Turn a model plus example inputs into a module-level FX graph with shapes.
+
+Two tracers, tried in order:
+
+1. ``torch.fx`` symbolic tracing: fast, keeps sizes symbolic, so the graph
+   shows which reshape sizes come from tensor shapes and which are constants
+   written into the code.
+2. A concrete-shape tracer (``torch.fx.experimental.meta_tracer``) for code that
+   branches on shapes (``if a.shape[1] != b.shape[1]``): it runs the ops on
+   meta tensors while tracing, so shapes are plain ints and such branches
+   resolve for the example inputs. Sizes become constants in that graph.
+
+Either way, every node then gets its real output shape from one pass over the
+example inputs on the meta device (no real compute), stored as
+``node.meta["value"]``: a tensor, or nested tuples/lists of them.
+"""
+from __future__ import annotations
+
+import inspect
+import linecache
+import os
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.experimental.meta_tracer import MetaTracer
+
+from .errors import TraceError
+from .plugins import load_plugins
+from .rules import leaf_module_classes
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+@dataclass
+class TracedModel:
+    """An FX graph of ``model`` and how it was obtained."""
+
+    model: nn.Module
+    graph_module: fx.GraphModule
+    method: str  # "symbolic" or "concrete"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def graph(self) -> fx.Graph:
+        return self.graph_module.graph
+
+
+def _is_leaf(module: nn.Module, extra_leaves: tuple[type, ...]) -> bool:
+    return isinstance(module, leaf_module_classes() + extra_leaves)
+
+
+class _LeafAwareTracer(fx.Tracer):
+    def __init__(self, extra_leaves: tuple[type, ...]):
+        super().__init__()
+        self.extra_leaves = extra_leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return _is_leaf(m, self.extra_leaves) or super().is_leaf_module(m, qualname)
+
+
+class _ConcreteTracer(MetaTracer):
+    def __init__(self, extra_leaves: tuple[type, ...]):
+        super().__init__()
+        self.extra_leaves = extra_leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return _is_leaf(m, self.extra_leaves) or super().is_leaf_module(m, qualname)
+
+
+def _user_frame(exc: BaseException) -> str | None:
+    """``file:line: code`` of the innermost frame outside torch, if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_TORCH_DIR)]
+    frames = [f for f in frames if "sparsenet_design" not in f.filename]
+    if not frames:
+        return None
+    f = frames[-1]
+    code = (f.line or linecache.getline(f.filename, f.lineno)).strip()
+    return f"{f.filename}:{f.lineno}: {code}"
+
+
+def _current_module(tracer: fx.Tracer) -> str | None:
+    stack = getattr(tracer, "module_stack", None)
+    if stack:
+        path = next(reversed(stack))
+        return path or None
+    return None
+
+
+def _as_tuple(example_inputs) -> tuple:
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    return (example_inputs,)
+
+
+def _to_meta(value):
+    if isinstance(value, torch.Tensor):
+        return torch.empty_like(value, device="meta")
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_meta(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_meta(v) for k, v in value.items()}
+    return value
+
+
+def _symbolic(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
+    tracer = _LeafAwareTracer(leaves)
+    try:
+        graph = tracer.trace(model)
+    except Exception as exc:
+        exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
+        raise
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _concrete(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.GraphModule:
+    params = list(inspect.signature(model.forward).parameters.values())
+    meta_args, concrete_args = {}, {}
+    for param, value in zip(params, inputs):
+        if isinstance(value, torch.Tensor):
+            meta_args[param.name] = _to_meta(value)
+        else:
+            concrete_args[param.name] = value
+    tracer = _ConcreteTracer(leaves)
+    try:
+        graph = tracer.trace(model, meta_args=meta_args, concrete_args=concrete_args or None)
+    except Exception as exc:
+        exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
+        raise
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _trace_error(model: nn.Module, first: Exception, second: Exception) -> TraceError:
+    where = _user_frame(second) or _user_frame(first)
+    module = getattr(second, "__sdesign_module__", None) or getattr(first, "__sdesign_module__", None)
+    place = f" in module '{module}'" if module else ""
+    line = f" at {where}" if where else ""
+    return TraceError(
+        f"Could not trace {type(model).__name__} into a graph{place}{line}: "
+        f"{type(second).__name__}: {str(second).splitlines()[0] if str(second) else ''} "
+        "(symbolic tracing failed first with "
+        f"{type(first).__name__}: {str(first).splitlines()[0] if str(first) else ''}). "
+        "This usually means Python control flow that depends on tensor *values*, or an op "
+        "that cannot run on meta tensors. Ways out: mark the offending module as a leaf "
+        "(LEAF_MODULES in the model file, or leaf_modules=[...] in the API, and register a "
+        "channel rule for it with sparsenet_design.rules.register_module_rule, otherwise its "
+        "channels are pinned), wrap the op as a torch.library custom op with a fake "
+        "implementation, or pin that part of the model."
+    )
+
+
+class _MetaShapes(fx.Interpreter):
+    """Run the graph on meta tensors, recording each node's output in ``meta['value']``."""
+
+    def run_node(self, n: fx.Node):
+        result = super().run_node(n)
+        n.meta["value"] = result
+        return result
+
+
+def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
+    meta_model = _meta_copy(gm)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    args = list(_to_meta(inputs))
+    # placeholders that the example inputs don't cover keep their defaults
+    for node in placeholders[len(args):]:
+        args.append(node.args[0] if node.args else None)
+    with torch.no_grad():
+        _MetaShapes(meta_model).run(*args)
+    for src, dst in zip(meta_model.graph.nodes, gm.graph.nodes):
+        dst.meta["value"] = src.meta.get("value")
+
+
+def _meta_copy(gm: fx.GraphModule) -> fx.GraphModule:
+    """A copy of ``gm`` whose parameters and buffers live on the meta device."""
+    import copy
+
+    memo = {}
+    for t in list(gm.parameters()) + list(gm.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(gm, memo)
+
+
+def trace(
+    model: nn.Module,
+    example_inputs,
+    leaf_modules: Iterable[type[nn.Module]] = (),
+) -> TracedModel:
+    """Trace ``model`` (called as ``model(*example_inputs)``) into a module-level graph.
+
+    Raises :class:`TraceError` naming the module and source line when neither
+    tracer can handle the model.
+    """
+    load_plugins()
+    inputs = _as_tuple(example_inputs)
+    leaves = tuple(leaf_modules)
+    notes: list[str] = []
+    try:
+        gm, method = _symbolic(model, leaves), "symbolic"
+    except Exception as first:
+        try:
+            gm, method = _concrete(model, inputs, leaves), "concrete"
+        except Exception as second:
+            raise _trace_error(model, first, second) from second
+        notes.append(
+            "symbolic tracing failed "
+            f"({type(first).__name__}: {str(first).splitlines()[0] if str(first) else ''}); "
+            "traced with concrete shapes instead, so reshape sizes in the code are treated as constants"
+        )
+    try:
+        _record_shapes(gm, model, inputs)
+    except Exception as exc:
+        if method == "symbolic":
+            # e.g. the symbolic graph baked in a branch that the example inputs don't take
+            try:
+                gm, method = _concrete(model, inputs, leaves), "concrete"
+                _record_shapes(gm, model, inputs)
+            except Exception as second:
+                raise _trace_error(model, exc, second) from second
+        else:
+            raise _trace_error(model, exc, exc) from exc
+    return TracedModel(model, gm, method, notes)
+
+
+def node_value_shape(node: fx.Node) -> Sequence[int] | None:
+    value = node.meta.get("value")
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
