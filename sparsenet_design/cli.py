@@ -51,6 +51,8 @@ def _seeded_model(mf: ModelFile, seed: int) -> nn.Module:
 
 
 def _apply_specs(model: nn.Module, spec_paths: Sequence[str | Path]) -> nn.Module:
+    if not spec_paths:
+        return model
     from .reconstruct import apply_spec
     from .spec import DesignSpec
 
