@@ -55,10 +55,14 @@ def grads(fn, tensors, seed=1):
     return out, torch.autograd.grad(out, tensors, upstream)
 
 
+TORCH_BACKENDS = ["torch", "reference"]
+
+
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
 @pytest.mark.parametrize("k,dilation", [(3, 1), (3, 2), (4, 1), (5, 2)])
-def test_torch_path_matches_grid_sample_reference(k, dilation):
+def test_torch_paths_match_grid_sample_reference(backend, k, dilation):
     tensors = make_inputs(k=k, h=10, w=7, offset_scale=4.0)  # offsets far beyond the border too
-    with use_backend("torch"):
+    with use_backend(backend):
         out, got = grads(lambda *t: adacof_warp(*t, dilation), tensors)
     ref_out, expected = grads(lambda *t: reference_warp(*t, dilation), tensors)
     torch.testing.assert_close(out, ref_out)
@@ -66,11 +70,23 @@ def test_torch_path_matches_grid_sample_reference(k, dilation):
         torch.testing.assert_close(a, e, msg=lambda m: f"grad {name}: {m}")
 
 
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
 @pytest.mark.parametrize("dilation", [1, 2])
-def test_gradcheck_torch_path(dilation):
+def test_gradcheck_torch_paths(backend, dilation):
     tensors = make_inputs(b=1, c=2, h=7, w=5, k=3, offset_scale=3.0)
-    with use_backend("torch"):
+    with use_backend(backend):
         assert torch.autograd.gradcheck(lambda *t: adacof_warp(*t, dilation), tensors)
+
+
+def test_fast_torch_path_matches_reference_float32():
+    tensors = make_inputs(b=1, c=4, h=37, w=53, k=11, offset_scale=8.0, dtype=torch.float32)
+    with use_backend("torch"):
+        fast, fast_grads = grads(lambda *t: adacof_warp(*t, 2), tensors)
+    with use_backend("reference"):
+        exact, exact_grads = grads(lambda *t: adacof_warp(*t, 2), tensors)
+    torch.testing.assert_close(fast, exact, rtol=1e-4, atol=1e-4)
+    for a, e in zip(fast_grads, exact_grads):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
 
 
 def test_prepadded_input_matches_unpadded():
@@ -98,9 +114,10 @@ def test_negative_fractional_offsets_interpolate():
     torch.testing.assert_close(out[0, 0, 0], torch.tensor([0.0, 7.5, 17.5, 27.5], dtype=torch.float64))
 
 
-def test_chunked_taps_agree(monkeypatch):
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_chunked_taps_agree(monkeypatch, backend):
     tensors = make_inputs(k=5, h=6, w=7, dtype=torch.float32)
-    with use_backend("torch"):
+    with use_backend(backend):
         whole, whole_grads = grads(lambda *t: adacof_warp(*t, 1), tensors)
         monkeypatch.setattr(warp_torch, "_CHUNK_ELEMENTS", 1)  # one tap at a time
         chunked, chunked_grads = grads(lambda *t: adacof_warp(*t, 1), tensors)
@@ -176,7 +193,7 @@ def test_cuda_kernels_match_torch_path_float32(k, dilation, h, w, c):
     tensors = make_inputs(b=2, c=c, h=h, w=w, k=k, offset_scale=6.0, dtype=torch.float32, device="cuda")
     with use_backend("cupy"):
         out, got = grads(lambda *t: adacof_warp(*t, dilation), tensors)
-    with use_backend("torch"):
+    with use_backend("reference"):
         ref, expected = grads(lambda *t: adacof_warp(*t, dilation), tensors)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     for a, e in zip(got, expected):
@@ -194,3 +211,73 @@ def test_cuda_kernels_prepadded_and_autocast():
         with torch.autocast("cuda", dtype=torch.float16):
             out = adacof_warp(x, weight.half(), alpha.half(), beta.half(), 2)
     assert out.dtype == torch.float32
+
+
+# ------------------------------------- the CUDA source, emulated on the CPU
+# No GPU is needed to check the kernels' arithmetic: compiled by g++ with a tiny
+# shim (one "thread" walks the grid-stride loop), they must match the PyTorch path.
+
+_SHIM = r"""
+#include <cmath>
+using std::floor; using std::fmin; using std::fmax;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+struct Dim3 { unsigned x; };
+static const Dim3 blockIdx{0}, threadIdx{0}, blockDim{1}, gridDim{1};
+template <typename T> inline T atomicAdd(T* p, T v) { T old = *p; *p += v; return old; }
+#include "KERNELS"
+extern "C" void forward(const double* x, const double* w, const double* a, const double* b, double* out,
+                        const int* s) {
+    adacof_forward<double>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]);
+}
+extern "C" void backward(const double* go, const double* x, const double* w, const double* a, const double* b,
+                         double* gx, double* gw, double* ga, double* gb, const int* s) {
+    adacof_backward<double>(go, x, w, a, b, gx, gw, ga, gb,
+                            s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], 1);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def emulated_kernels(tmp_path_factory):
+    import ctypes
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import sdesign_adacof.ops as ops
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found; cannot emulate the CUDA kernels on the CPU")
+    folder = tmp_path_factory.mktemp("kernels")
+    source = Path(ops.__file__).with_name("adacof_kernels.cu")
+    (folder / "shim.cpp").write_text(_SHIM.replace("KERNELS", str(source)))
+    lib = folder / "libadacof_emulated.so"
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-w", "-o", str(lib), str(folder / "shim.cpp")], check=True)
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.mark.parametrize("k,dilation,prepad", [(3, 2, False), (4, 1, False), (5, 1, True)])
+def test_cuda_source_emulated_on_cpu_matches_torch_path(emulated_kernels, k, dilation, prepad):
+    import ctypes
+
+    from sdesign_adacof.ops.geometry import warp_geometry
+
+    x, weight, alpha, beta = [t.detach() for t in make_inputs(b=2, c=5, h=7, w=6, k=k, offset_scale=4.0)]
+    if prepad:
+        x = F.pad(x, (2 * dilation,) * 4, mode="replicate")
+    geo = warp_geometry(x, weight, alpha, beta, dilation)
+    sizes = (ctypes.c_int * 10)(geo.batch, geo.channels, geo.in_height, geo.in_width, geo.height,
+                                geo.width, geo.kernel_size, geo.dilation, geo.shift_y, geo.shift_x)
+    p = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
+    out = torch.zeros(geo.batch, geo.channels, geo.height, geo.width, dtype=torch.float64)
+    emulated_kernels.forward(p(x), p(weight), p(alpha), p(beta), p(out), sizes)
+    torch.testing.assert_close(out, warp_torch.warp_forward_reference(x, weight, alpha, beta, dilation))
+
+    go = torch.randn_like(out)
+    got = [torch.zeros_like(t) for t in (x, weight, alpha, beta)]
+    emulated_kernels.backward(p(go), p(x), p(weight), p(alpha), p(beta), *map(p, got), sizes)
+    expected = warp_torch.warp_backward_reference(go, x, weight, alpha, beta, dilation)
+    for name, a, e in zip(("input", "weight", "alpha", "beta"), got, expected):
+        torch.testing.assert_close(a, e, msg=lambda m: f"grad {name}: {m}")

@@ -14,7 +14,8 @@ Being a custom op (with a fake implementation) it stays one node under
 graph treats it with the rule the plugin registers. Backends:
 
 - ``"cupy"``: the CUDA kernels, for float32/float64 CUDA tensors when CuPy is installed;
-- ``"torch"``: the pure-PyTorch path (any device; the reference);
+- ``"torch"``: the pure-PyTorch path (any device; ``grid_sample`` based);
+- ``"reference"``: the exact gather/scatter PyTorch path (slower; the CUDA kernels' arithmetic);
 - ``"auto"`` (default): CuPy where it applies, PyTorch otherwise.
 
 Choose with :func:`use_backend` (a context manager) or the environment variable
@@ -31,9 +32,10 @@ from sparsenet_design.errors import SdesignError
 
 from . import cupy_kernels
 from .geometry import math_dtype, output_dtype, warp_geometry
-from .warp_torch import warp_backward_torch, warp_forward_torch
+from .warp_torch import (warp_backward_reference, warp_backward_torch, warp_forward_reference,
+                         warp_forward_torch)
 
-BACKENDS = ("auto", "torch", "cupy")
+BACKENDS = ("auto", "torch", "reference", "cupy")
 _backend = os.environ.get("SDESIGN_ADACOF_BACKEND", "auto")
 
 
@@ -51,7 +53,7 @@ def use_backend(name: str):
 
 
 def _use_cupy(t: torch.Tensor, dtype: torch.dtype) -> bool:
-    if _backend == "torch":
+    if _backend in ("torch", "reference"):
         return False
     ok = t.is_cuda and dtype in (torch.float32, torch.float64) and cupy_kernels.cupy_available()
     if _backend == "cupy" and not ok:
@@ -73,7 +75,8 @@ def _warp_op(input: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
         cast = lambda t: t.to(dtype).contiguous()  # noqa: E731
         out = cupy_kernels.forward_cuda(geo, cast(input), cast(weight), cast(alpha), cast(beta))
         return out.to(out_dtype)
-    return warp_forward_torch(input, weight, alpha, beta, dilation)
+    forward = warp_forward_reference if _backend == "reference" else warp_forward_torch
+    return forward(input, weight, alpha, beta, dilation)
 
 
 @_warp_op.register_fake
@@ -97,7 +100,8 @@ def _warp_backward_op(grad_output: torch.Tensor, input: torch.Tensor, weight: to
         grads = cupy_kernels.backward_cuda(geo, cast(grad_output), cast(input), cast(weight),
                                            cast(alpha), cast(beta), input_grad)
         return tuple(g.to(t.dtype) for g, t in zip(grads, (input, weight, alpha, beta)))
-    return warp_backward_torch(grad_output, input, weight, alpha, beta, dilation, input_grad)
+    backward = warp_backward_reference if _backend == "reference" else warp_backward_torch
+    return backward(grad_output, input, weight, alpha, beta, dilation, input_grad)
 
 
 @_warp_backward_op.register_fake

@@ -1,10 +1,19 @@
 """The pure-PyTorch AdaCoF warp: forward and all four gradients, any device.
 
-This is the reference the CUDA kernels are checked against, and the path used
-on CPU or without CuPy. It is vectorised over pixels and over a chunk of taps
-at a time (gather / scatter-add on the flattened image), and memory-lean: the
-chunk is sized so no temporary exceeds ``_CHUNK_ELEMENTS`` values, and the
-backward recomputes the sampling geometry instead of saving it.
+Two implementations of the same math, both vectorised over pixels and over a
+chunk of taps at a time, and memory-lean (no temporary exceeds
+``_CHUNK_ELEMENTS`` values; the backward recomputes the sampling geometry
+instead of saving it):
+
+- ``warp_*_reference``: explicit floor / clamp / gather / scatter-add on the
+  flattened image, term by term the arithmetic of the CUDA kernels. Exact; the
+  reference the kernels are checked against.
+- ``warp_*_torch``: the taps of a chunk are stacked along the height and
+  sampled with one ``grid_sample`` call (``padding_mode="border"``,
+  ``align_corners=True``: clamping the coordinate to the image gives the same
+  values and gradients as clamping the corners). 4-5x faster on CPU; sample
+  positions pass through normalised coordinates, which costs about 1e-4 px of
+  position in float32. The default PyTorch path.
 """
 from __future__ import annotations
 
@@ -77,7 +86,7 @@ def _prepare(input, weight, alpha, beta, dilation):
     return geo, out_dtype, cast(input), cast(weight), cast(alpha), cast(beta)
 
 
-def warp_forward_torch(input: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
+def warp_forward_reference(input: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
                        beta: torch.Tensor, dilation: int) -> torch.Tensor:
     """AdaCoF warp forward (no autograd graph is recorded through the internals)."""
     geo, out_dtype, x, w, a, b = _prepare(input, weight, alpha, beta, dilation)
@@ -97,7 +106,7 @@ def warp_forward_torch(input: torch.Tensor, weight: torch.Tensor, alpha: torch.T
     return out.view(geo.batch, geo.channels, geo.height, geo.width).to(out_dtype)
 
 
-def warp_backward_torch(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
+def warp_backward_reference(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
                         alpha: torch.Tensor, beta: torch.Tensor, dilation: int,
                         input_grad: bool = True
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -135,3 +144,70 @@ def warp_backward_torch(grad_output: torch.Tensor, input: torch.Tensor, weight: 
     shape = (geo.batch, geo.taps, geo.height, geo.width)
     return (grad_image.view_as(input).to(input.dtype), grad_w.view(shape).to(weight.dtype),
             grad_a.view(shape).to(alpha.dtype), grad_b.view(shape).to(beta.dtype))
+
+
+# ------------------------------------------------------ grid_sample fast path
+
+_BILINEAR, _BORDER = 0, 1  # grid_sampler interpolation / padding mode codes
+
+
+def _grid(geo: WarpGeometry, alpha: torch.Tensor, beta: torch.Tensor, start: int, stop: int):
+    """Normalised sampling grid (B, T·H, W, 2) of a chunk of taps, and the
+    factors that turn a gradient w.r.t. the grid into one w.r.t. pixels."""
+    device, dtype = alpha.device, alpha.dtype
+    tap = torch.arange(start, stop, device=device)
+    row_off = ((tap // geo.kernel_size) * geo.dilation + geo.shift_y).to(dtype).view(1, -1, 1, 1)
+    col_off = ((tap % geo.kernel_size) * geo.dilation + geo.shift_x).to(dtype).view(1, -1, 1, 1)
+    rows = torch.arange(geo.height, device=device, dtype=dtype).view(1, 1, -1, 1)
+    cols = torch.arange(geo.width, device=device, dtype=dtype).view(1, 1, 1, -1)
+    scale_y = 2.0 / (geo.in_height - 1) if geo.in_height > 1 else 0.0
+    scale_x = 2.0 / (geo.in_width - 1) if geo.in_width > 1 else 0.0
+    gy = (alpha[:, start:stop] + (rows + row_off)) * scale_y - 1
+    gx = (beta[:, start:stop] + (cols + col_off)) * scale_x - 1
+    grid = torch.stack((gx, gy), dim=-1).view(geo.batch, -1, geo.width, 2)
+    return grid, scale_y, scale_x
+
+
+def _sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    return torch.grid_sampler_2d(image, grid, _BILINEAR, _BORDER, True)
+
+
+def warp_forward_torch(input: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
+                       beta: torch.Tensor, dilation: int) -> torch.Tensor:
+    """AdaCoF warp forward with ``grid_sample`` (no autograd graph is recorded)."""
+    geo, out_dtype, x, w, a, b = _prepare(input, weight, alpha, beta, dilation)
+    out = x.new_zeros(geo.batch, geo.channels, geo.height, geo.width)
+    with torch.no_grad():
+        for start, stop in _tap_chunks(geo):
+            grid, _, _ = _grid(geo, a, b, start, stop)
+            samples = _sample(x, grid).view(geo.batch, geo.channels, stop - start, geo.height, geo.width)
+            out += (samples * w[:, start:stop].unsqueeze(1)).sum(2)
+    return out.to(out_dtype)
+
+
+def warp_backward_torch(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
+                        alpha: torch.Tensor, beta: torch.Tensor, dilation: int,
+                        input_grad: bool = True
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients w.r.t. input, weight, alpha, beta with ``grid_sample``'s backward."""
+    geo, _, x, w, a, b = _prepare(input, weight, alpha, beta, dilation)
+    go = grad_output.to(x.dtype).reshape(geo.batch, geo.channels, 1, geo.height, geo.width)
+    grad_image = torch.zeros_like(x)
+    grad_w, grad_a, grad_b = torch.empty_like(w), torch.empty_like(w), torch.empty_like(w)
+    with torch.no_grad():
+        for start, stop in _tap_chunks(geo):
+            k = stop - start
+            grid, scale_y, scale_x = _grid(geo, a, b, start, stop)
+            samples = _sample(x, grid).view(geo.batch, geo.channels, k, geo.height, geo.width)
+            grad_w[:, start:stop] = (go * samples).sum(1)
+            del samples
+            grad_samples = (go * w[:, start:stop].unsqueeze(1)).view(geo.batch, geo.channels, -1, geo.width)
+            gi, gg = torch.ops.aten.grid_sampler_2d_backward(
+                grad_samples, x, grid, _BILINEAR, _BORDER, True, [input_grad, True])
+            if input_grad:
+                grad_image += gi
+            gg = gg.view(geo.batch, k, geo.height, geo.width, 2)
+            grad_b[:, start:stop] = gg[..., 0] * scale_x
+            grad_a[:, start:stop] = gg[..., 1] * scale_y
+    return (grad_image.to(input.dtype), grad_w.to(weight.dtype),
+            grad_a.to(alpha.dtype), grad_b.to(beta.dtype))

@@ -1,0 +1,1 @@
+"""AdaCoF, its U-Net, and CDFI."""
