@@ -403,7 +403,7 @@ def _check_sizes(ctx: RuleContext, out: TensorInfo, entries: list | None) -> Non
     for d, layout in list(out.dims.items()):
         e = entries[d]
         if isinstance(e, int):
-            if e == -1:
+            if e == -1 or (not concrete and ctx.follow_constant(e, layout)):
                 continue
             why = "traced with concrete shapes" if concrete else "a constant in the code"
             ctx.pin_layout(layout, f"{ctx.describe()} gives this channel size as {e} ({why})")
@@ -829,7 +829,22 @@ def _f_norm(weight_arg: int, bias_arg: int, dim: int):
     return rule
 
 
-register_function_rule(F.layer_norm, _f_norm(2, 3, -1))
+def _f_layer_norm(ctx: RuleContext) -> None:
+    x, shape = ctx.arg(0, "input"), ctx.arg(1, "normalized_shape")
+    info = ctx.channels(x)
+    if info.dims.get(info.ndim - 1) is not None or any(
+        isinstance(ctx.arg(i, n), fx.Node) for i, n in ((2, "weight"), (3, "bias"))
+    ):
+        layout = ctx.layout(x, -1)
+        if isinstance(shape, (tuple, list)) and len(shape) == 1 and isinstance(shape[0], int):
+            if not ctx.follow_constant(tuple(shape), layout):
+                ctx.pin_layout(layout, f"{ctx.describe()} normalises a constant number of channels")
+        elif not (isinstance(shape, fx.Node) or (isinstance(shape, (tuple, list)) and len(shape) == 1)):
+            ctx.pin_layout(layout, f"{ctx.describe()} normalises several dimensions")
+    _f_norm(2, 3, -1)(ctx)
+
+
+register_function_rule(F.layer_norm, _f_layer_norm)
 register_function_rule(F.group_norm, _f_norm(2, 3, 1))
 register_function_rule(F.batch_norm, _f_norm(3, 4, 1))
 
@@ -946,3 +961,8 @@ for _name in ("dim", "numel", "ndimension", "nelement", "item", "tolist", "type"
     register_method_rule(_name, _no_channels)
 for _fn in (builtins.len, builtins.int, builtins.float, builtins.isinstance):
     register_function_rule(_fn, _no_channels)
+register_function_rule(torch._assert, _no_channels)
+for _op in (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge, operator.not_):
+    register_function_rule(_op, _no_channels)
+# torchvision ops, named so that the core does not import torchvision
+register_function_rule("torchvision.ops.stochastic_depth.stochastic_depth", elementwise)

@@ -80,6 +80,7 @@ class ChannelGraph:
     modules: dict[str, ModuleRecord]
     params: dict[str, ParamRecord]
     notes: list[str]
+    attributes: dict[str, Layout] = field(default_factory=dict)  # "module.attr" -> layout of its int value
 
     def groups_of(self, path: str) -> set[int]:
         rec = self.modules.get(path)
@@ -235,6 +236,36 @@ class RuleContext:
     def set_output(self, info: Any) -> None:
         self._b.info[self.node] = info
 
+    def owner_path(self) -> str:
+        """Path of the module whose forward code created this node ("" for the root)."""
+        stack = self.node.meta.get("nn_module_stack") or {}
+        return next(reversed(stack), "") if stack else ""
+
+    def follow_constant(self, value: int | tuple[int], layout: Layout) -> bool:
+        """A size written as ``value`` in forward code: if it is an int attribute (or a
+        one-int tuple, like ``normalized_shape``) of the module that runs the code
+        (``self.head_dim``), record that the attribute must follow ``layout``'s width
+        and return True."""
+        path = self.owner_path()
+        try:
+            owner = self._b.traced.model.get_submodule(path)
+        except AttributeError:
+            return False
+        def matches(v) -> bool:
+            if isinstance(value, int):
+                return type(v) is int and v == value
+            return isinstance(v, (tuple, list)) and len(v) == 1 and tuple(v) == tuple(value)
+
+        names = [k for k, v in vars(owner).items() if not k.startswith("_") and matches(v)]
+        if len(names) != 1:
+            return False
+        key = f"{path}.{names[0]}" if path else names[0]
+        if key in self._b.attributes:
+            self.merge(self._b.attributes[key], layout, f"attribute {key}")
+        else:
+            self._b.attributes[key] = layout
+        return True
+
 
 def _flatten_infos(info: Any) -> list[TensorInfo]:
     if isinstance(info, TensorInfo):
@@ -266,6 +297,7 @@ class _Builder:
         self.notes: list[str] = list(traced.notes)
         self.pinned_modules = tuple(pinned_modules)
         self.unknown: dict[str, int] = {}
+        self.attributes: dict[str, Layout] = {}
 
     def run(self) -> ChannelGraph:
         gm = self.traced.graph_module
@@ -283,7 +315,7 @@ class _Builder:
                 module = modules.get(node.target) if node.op == "call_module" else None
                 self._apply_rule(node, module)
         self._pin_user_modules()
-        return ChannelGraph(self.traced, self.table, self.modules, self.params, self.notes)
+        return ChannelGraph(self.traced, self.table, self.modules, self.params, self.notes, self.attributes)
 
     def _get_attr(self, node: fx.Node) -> None:
         value = node.meta.get("value")
@@ -333,10 +365,11 @@ class _Builder:
                     f"Pinned module '{path}' does not exist in {type(self.traced.model).__name__}. "
                     "Check the spelling against model.named_modules() (paths look like 'layer1.0.conv1')."
                 )
-            for p in hits:
-                for layout in self.modules[p].attrs.values():
-                    for seg in layout:
-                        self.table.pin(seg.group, f"module '{path}' pinned by the user")
+            layouts = [lay for p in hits for lay in self.modules[p].attrs.values()]
+            layouts += [lay for key, lay in self.attributes.items() if key.startswith(path + ".") or not path]
+            for layout in layouts:
+                for seg in layout:
+                    self.table.pin(seg.group, f"module '{path}' pinned")
 
 
 def build_channel_graph(traced: TracedModel, pinned_modules: Iterable[str] = ()) -> ChannelGraph:

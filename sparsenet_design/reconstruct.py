@@ -13,7 +13,7 @@ from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .resize import resize_module, resize_tensor, set_submodule, set_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .trace import trace
+from .trace import meta_copy, to_meta, trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
 MAX_REPAIRS = 8
@@ -98,6 +98,14 @@ def _make_spec(model, graph: ChannelGraph, decisions, strategy, densities, setti
             new[d] = layout_width(graph, layout, decisions)
         if new != shape:
             spec.params[path] = {"original": shape, "widths": new}
+    for key, layout in graph.attributes.items():
+        path, _, attr = key.rpartition(".")
+        original = getattr(model.get_submodule(path), attr)
+        new = layout_width(graph, layout, decisions)
+        if isinstance(original, (tuple, list)):
+            original, new = [int(v) for v in original], [new]
+        if new != original:
+            spec.attributes[key] = {"original": original, "widths": new}
     for dec in decisions.values():
         if dec.proposals or dec.pinned:
             spec.groups.append(
@@ -138,6 +146,15 @@ def _check_against(model: nn.Module, spec: DesignSpec) -> None:
                     f"but the spec was made from one with {attr}={value}. Apply the spec to the "
                     "uncompressed model its build_model() makes, or reconstruct a new spec."
                 )
+    for key, entry in spec.attributes.items():
+        path, _, attr = key.rpartition(".")
+        owner = names.get(path)
+        have = getattr(owner, attr, None)
+        if (list(have) if isinstance(have, (tuple, list)) else have) != entry["original"]:
+            raise SpecMismatchError(
+                f"The design spec does not fit this model: attribute '{key}' is "
+                f"{getattr(owner, attr, 'missing')} here, the spec expects {entry['original']}."
+            )
     params = dict(model.named_parameters())
     params.update(dict(model.named_buffers()))
     for path, entry in spec.params.items():
@@ -150,16 +167,28 @@ def _check_against(model: nn.Module, spec: DesignSpec) -> None:
 
 
 def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True) -> nn.Module:
-    compact = copy.deepcopy(model)
-    for path, entry in spec.modules.items():
-        if entry["widths"] == entry["original"]:
-            continue
-        module = compact.get_submodule(path)
+    changed = [p for p, e in spec.modules.items() if e["widths"] != e["original"]]
+    # don't copy the tensors of layers that are replaced anyway
+    memo = {}
+    for path in changed:
+        for t in list(model.get_submodule(path).parameters(recurse=False)) + list(
+            model.get_submodule(path).buffers(recurse=False)
+        ):
+            memo[id(t)] = None
+    compact = copy.deepcopy(model, memo)
+    for path in changed:
+        entry = spec.modules[path]
+        module = model.get_submodule(path)
         set_submodule(compact, path, resize_module(module, entry["widths"], (indices or {}).get(path), fresh))
     for path, entry in spec.params.items():
         parent_path, _, name = path.rpartition(".")
         parent = compact.get_submodule(parent_path) if parent_path else compact
         set_tensor(compact, path, resize_tensor(getattr(parent, name).detach(), entry["widths"]))
+    for key, entry in spec.attributes.items():
+        path, _, attr = key.rpartition(".")
+        owner = compact.get_submodule(path)
+        new = entry["widths"]
+        setattr(owner, attr, tuple(new) if isinstance(getattr(owner, attr), tuple) else new)
     return compact
 
 
@@ -265,6 +294,7 @@ def reconstruct(
     expected = _shapes(next(n for n in reversed(traced.graph.nodes) if n.op == "output").meta.get("value"))
     extra_pins: list[str] = []
     run_inputs = _to_device_of(model, inputs)
+    meta_model, meta_inputs = meta_copy(model), to_meta(inputs)
     for attempt in range(MAX_REPAIRS + 1):
         graph = build_channel_graph(traced, list(pinned) + extra_pins)
         decisions = resolve_widths(graph, measured, strategy, overrides)
@@ -273,11 +303,14 @@ def reconstruct(
         indices = None
         if inherit:
             indices = _inherit_indices(graph, model, decisions)
-        compact = _build(model, spec, indices, fresh=not inherit)
         if not verify:
-            return compact, spec
-        got, where, exc = _run(compact, run_inputs)
+            return _build(model, spec, indices, fresh=not inherit), spec
+        # check on the meta device first (no compute), for real only if that fails
+        got, where, exc = _run(_build(meta_model, spec), meta_inputs)
+        if got is None or got != expected:
+            got, where, exc = _run(_build(model, spec), run_inputs)
         if got is not None and got == expected:
+            compact = _build(model, spec, indices, fresh=not inherit)
             if extra_pins:
                 spec.notes.append(
                     "the first rebuild did not run; pinned "

@@ -118,7 +118,9 @@ def resize_module(
             f"don't know how to resize {type(module).__name__}; register its tensors with "
             "sparsenet_design.resize.register_param_dims or a resizer with register_resizer"
         )
-    new = copy.deepcopy(module)
+    # copy everything but the tensors that get new shapes (they are rebuilt below)
+    memo = {id(getattr(module, name)): None for name in dims if isinstance(getattr(module, name, None), torch.Tensor)}
+    new = copy.deepcopy(module, memo)
     for attr, value in widths.items():
         setattr(new, attr, (value,) if attr == "normalized_shape" else value)
     groups = getattr(new, "groups", 1)
@@ -126,14 +128,19 @@ def resize_module(
         t = getattr(module, name, None)
         if t is None:
             continue
-        data = t.detach()
+        shape = list(t.shape)
         for dim, (attr, per_group) in spec.items():
-            if attr not in widths:
-                continue
-            size = widths[attr] // groups if per_group else widths[attr]
-            idx = None if per_group or not indices else indices.get(attr)
-            data = _select(data, dim, size, idx)
-        data = data.clone()
+            if attr in widths:
+                shape[dim] = widths[attr] // groups if per_group else widths[attr]
+        if fresh and hasattr(new, "reset_parameters"):
+            data = torch.empty(shape, dtype=t.dtype, device=t.device)
+        else:
+            data = t.detach()
+            for dim, (attr, per_group) in spec.items():
+                if attr in widths:
+                    idx = None if per_group or not indices else indices.get(attr)
+                    data = _select(data, dim, shape[dim], idx)
+            data = data.clone()
         if isinstance(t, nn.Parameter):
             setattr(new, name, nn.Parameter(data, requires_grad=t.requires_grad))
         else:

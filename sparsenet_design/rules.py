@@ -58,7 +58,10 @@ def register_module_rule(cls: type[nn.Module], rule: Rule | None = None):
 
 
 def register_function_rule(target: Any, rule: Rule | None = None):
-    """Register ``rule`` for calls of a function or torch op (usable as a decorator)."""
+    """Register ``rule`` for calls of a function or torch op (usable as a decorator).
+
+    ``target`` may also be a dotted name (``"torchvision.ops.stochastic_depth"``'s
+    ``"module.qualname"``), to cover a library without importing it."""
     if rule is None:
         return lambda r: register_function_rule(target, r)
     _FUNCTION_RULES[_op_key(target)] = rule
@@ -97,9 +100,13 @@ def module_rule(module: nn.Module) -> Rule | None:
 
 def function_rule(target: Any) -> Rule | None:
     try:
-        return _FUNCTION_RULES.get(_op_key(target))
+        rule = _FUNCTION_RULES.get(_op_key(target))
     except TypeError:  # unhashable target
         return None
+    if rule is None:
+        name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+        rule = _FUNCTION_RULES.get(name)
+    return rule
 
 
 def method_rule(name: str) -> Rule | None:

@@ -36,6 +36,7 @@ class DesignSpec:
 
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     params: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    attributes: dict[str, dict[str, int]] = field(default_factory=dict)  # "module.attr" -> original/widths
     strategy: str = "min"
     densities: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""

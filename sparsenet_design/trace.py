@@ -98,13 +98,13 @@ def _as_tuple(example_inputs) -> tuple:
     return (example_inputs,)
 
 
-def _to_meta(value):
+def to_meta(value):
     if isinstance(value, torch.Tensor):
         return torch.empty_like(value, device="meta")
     if isinstance(value, (tuple, list)):
-        return type(value)(_to_meta(v) for v in value)
+        return type(value)(to_meta(v) for v in value)
     if isinstance(value, dict):
-        return {k: _to_meta(v) for k, v in value.items()}
+        return {k: to_meta(v) for k, v in value.items()}
     return value
 
 
@@ -123,7 +123,7 @@ def _concrete(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.G
     meta_args, concrete_args = {}, {}
     for param, value in zip(params, inputs):
         if isinstance(value, torch.Tensor):
-            meta_args[param.name] = _to_meta(value)
+            meta_args[param.name] = to_meta(value)
         else:
             concrete_args[param.name] = value
     tracer = _ConcreteTracer(leaves)
@@ -164,9 +164,9 @@ class _MetaShapes(fx.Interpreter):
 
 
 def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
-    meta_model = _meta_copy(gm)
+    meta_model = meta_copy(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    args = list(_to_meta(inputs))
+    args = list(to_meta(inputs))
     # placeholders that the example inputs don't cover keep their defaults
     for node in placeholders[len(args):]:
         args.append(node.args[0] if node.args else None)
@@ -176,8 +176,8 @@ def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
         dst.meta["value"] = src.meta.get("value")
 
 
-def _meta_copy(gm: fx.GraphModule) -> fx.GraphModule:
-    """A copy of ``gm`` whose parameters and buffers live on the meta device."""
+def meta_copy(gm: nn.Module) -> nn.Module:
+    """A copy of ``gm`` whose parameters and buffers live on the meta device (cheap)."""
     import copy
 
     memo = {}
