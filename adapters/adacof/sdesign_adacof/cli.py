@@ -1,0 +1,276 @@
+"""``sdesign adacof …``: frame-interpolation commands.
+
+    sdesign adacof evaluate --model cdfi --weights W.safetensors --dataset middlebury DATA/middlebury_others
+    sdesign adacof score PRED_DIR --dataset middlebury DATA/middlebury_others
+    sdesign adacof interpolate A.png B.png -o MID.png --model cdfi --weights W.safetensors
+    sdesign adacof video IN.mp4 --factor 4 -o OUT.mp4 --model cdfi --weights W.safetensors
+    sdesign adacof synth OUT_DIR --count 100 --size 128x128
+
+Scores follow the paper's protocol (see ``metrics.py``); tables look like the
+paper's Table 3 and every command that scores writes a per-image CSV.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import time
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sparsenet_design.errors import SdesignError
+
+from .data import DATASET_KINDS, find_triplets
+from .imageio_utils import FrameSink, open_frames, read_image, write_image
+from .interpolate import FACTORS, Interpolator, count_parameters, load_model
+from .metrics import load_lpips, mean_scores, score_triplets
+
+out = Console(width=None if Console().is_terminal else 160)  # wide tables in logs and CliRunner
+err = Console(stderr=True)
+DATASET_TITLES = {"vimeo": "Vimeo-90K", "middlebury": "Middlebury", "ucf101": "UCF101-DVF", "davis": "DAVIS",
+                  "folder": "Folder"}
+
+
+def _friendly(fn):
+    """Turn the toolkit's own errors (and bad files) into one-paragraph CLI errors."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SdesignError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    return wrapper
+
+
+@click.group(name="adacof")
+def adacof() -> None:
+    """AdaCoF / CDFI frame interpolation: evaluate, score, interpolate, video."""
+
+
+# ------------------------------------------------------------------ options
+def model_options(f):
+    for decorator in reversed([
+        click.option("--model", "model_name", default="cdfi", show_default=True,
+                     help="average (frame mean), adacof, adacof+, cdfi, or a model file (*.py) with build_model()."),
+        click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Model weights (.safetensors)."),
+        click.option("--spec", "specs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Design spec(s) of a compact model, applied in order before loading --weights."),
+        click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
+        click.option("--amp", is_flag=True, help="Run the model under autocast (fp16 on CUDA, bf16 on CPU)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def _interpolator(model_name, weights, specs, device, amp) -> tuple[Interpolator, int]:
+    net = load_model(model_name, weights, specs)
+    if weights is None and model_name != "average":
+        err.print(f"[yellow]warning: no --weights given; {model_name} runs with its initial (untrained) weights")
+    try:
+        return Interpolator(net, device, amp), count_parameters(net)
+    except RuntimeError as exc:
+        raise SdesignError(f"cannot use device {device!r}: {exc}") from exc
+
+
+def _datasets_option(f):
+    return click.option(
+        "--dataset", "datasets", type=(click.Choice(DATASET_KINDS, case_sensitive=False),
+                                       click.Path(exists=True, file_okay=False, path_type=Path)),
+        multiple=True, required=True,
+        help=f"KIND PATH; KIND is one of {', '.join(DATASET_KINDS)}. Repeat for several datasets.")(f)
+
+
+def _lpips_option(f):
+    return click.option("--lpips-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="SqueezeNet 1.1 ImageNet weights for LPIPS (or SDESIGN_LPIPS_WEIGHTS).")(f)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err, transient=True)
+
+
+# ------------------------------------------------------------------- tables
+def results_table(title: str, results: dict[str, dict[str, float]], params: int | None,
+                  lpips_reason: str = "") -> Table:
+    """Paper's Table 3 layout: per dataset PSNR / SSIM / LPIPS, then parameters."""
+    table = Table(title=title)
+    table.add_column("")
+    for name in results:
+        for metric in ("PSNR", "SSIM", "LPIPS"):
+            table.add_column(f"{name}\n{metric}", justify="right")
+    table.add_column("Parameters\n(million)", justify="right")
+    cells = []
+    for scores in results.values():
+        cells += [f"{scores['psnr']:.2f}", f"{scores['ssim']:.3f}",
+                  f"{scores['lpips']:.3f}" if "lpips" in scores else "n/a"]
+    table.add_row(title, *cells, f"{params / 1e6:.2f}" if params is not None else "–")
+    if lpips_reason:
+        table.caption = f"LPIPS n/a: {lpips_reason}"
+    return table
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["model", "dataset", "name", "psnr", "ssim", "lpips"]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
+
+
+def _score_all(label, datasets, predict, lpips_weights, split="test"):
+    lpips_status = load_lpips(lpips_weights)
+    results, all_rows = {}, []
+    with _progress() as bar:
+        for kind, root in datasets:
+            triplets = find_triplets(kind, root, split)
+            title = DATASET_TITLES[kind.lower()]
+            if title in results:
+                title = f"{title} ({root.name})"
+            task = bar.add_task(title, total=len(triplets), info="")
+
+            def on_item(i, row, task=task):
+                bar.update(task, advance=1, info=f"{row['name']}: {row['psnr']:.2f} dB")
+
+            rows = score_triplets(triplets, predict, lpips_status, on_item)
+            results[title] = mean_scores(rows)
+            all_rows += [{"model": label, "dataset": title, **r} for r in rows]
+    return results, all_rows, lpips_status
+
+
+# ----------------------------------------------------------------- commands
+@adacof.command()
+@model_options
+@_datasets_option
+@_lpips_option
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("evaluate.csv"), show_default=True, help="Per-image scores.")
+@click.option("--save-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also save every interpolated frame as SAVE_DIR/<dataset>/<triplet>.png.")
+@_friendly
+def evaluate(model_name, weights, specs, device, amp, datasets, lpips_weights, csv_path, save_dir):
+    """Interpolate every triplet of the datasets and score PSNR / SSIM / LPIPS
+    (the paper's protocol); prints a table like the paper's Table 3."""
+    interp, params = _interpolator(model_name, weights, specs, device, amp)
+
+    def predict(triplet, frame0, frame1):
+        mid = interp(frame0, frame1)
+        if save_dir is not None:
+            write_image(save_dir / f"{triplet.name}.png", mid)
+        return mid
+
+    label = Path(model_name).stem if model_name.endswith(".py") else model_name
+    results, rows, lpips_status = _score_all(label, datasets, predict, lpips_weights)
+    out.print(results_table(label, results, params, lpips_status.reason))
+    out.print(f"per-image scores → {write_csv(csv_path, rows)}")
+
+
+@adacof.command()
+@click.argument("pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_datasets_option
+@_lpips_option
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Per-image scores (default: PRED_DIR/scores.csv).")
+@click.option("--label", default=None, help="Method name for the table (default: PRED_DIR's name).")
+@_friendly
+def score(pred_dir, datasets, lpips_weights, csv_path, label):
+    """Score interpolated frames made by any method: PRED_DIR/<triplet>.png
+    (e.g. PRED_DIR/Beanbags.png) against the dataset's ground truth."""
+    if len(datasets) != 1:
+        raise SdesignError("score takes one --dataset KIND PATH (the one the frames in PRED_DIR belong to)")
+    kind, root = datasets[0]
+    triplets = find_triplets(kind, root, "test")
+    missing = [t.name for t in triplets if not (pred_dir / f"{t.name}.png").is_file()]
+    if missing:
+        raise SdesignError(f"{len(missing)} of {len(triplets)} predictions are missing in {pred_dir}, e.g. "
+                           f"{', '.join(m + '.png' for m in missing[:5])}. Expected one PNG per triplet, "
+                           "named after the triplet's folder.")
+
+    def predict(triplet, frame0, frame1):
+        return read_image(pred_dir / f"{triplet.name}.png", torch.float64)
+
+    label = label or pred_dir.name
+    results, rows, lpips_status = _score_all(label, datasets, predict, lpips_weights)
+    out.print(results_table(label, results, None, lpips_status.reason))
+    out.print(f"per-image scores → {write_csv(csv_path or pred_dir / 'scores.csv', rows)}")
+
+
+@adacof.command()
+@click.argument("frame0", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("frame1", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the middle frame (PNG).")
+@model_options
+@_friendly
+def interpolate(frame0, frame1, out_path, model_name, weights, specs, device, amp):
+    """Write the frame halfway between FRAME0 and FRAME1."""
+    a, b = read_image(frame0), read_image(frame1)
+    if a.shape != b.shape:
+        raise SdesignError(f"{frame0.name} is {a.shape[2]}×{a.shape[1]} but {frame1.name} is "
+                           f"{b.shape[2]}×{b.shape[1]} (W×H); the two frames must have the same size")
+    interp, _ = _interpolator(model_name, weights, specs, device, amp)
+    start = time.perf_counter()
+    mid = interp(a, b)
+    write_image(out_path, mid)
+    out.print(f"{out_path} ({a.shape[2]}×{a.shape[1]}) in {time.perf_counter() - start:.2f} s")
+
+
+@adacof.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--factor", type=click.Choice([str(f) for f in FACTORS]), default="2", show_default=True,
+              help="Frame-rate multiplier.")
+@click.option("-o", "--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="A video file (.mp4, .avi, .mkv, .gif …) or a folder for PNG frames.")
+@click.option("--fps", type=float, default=None, help="Input frame rate (default: the video's, or 25 for a folder).")
+@model_options
+@_friendly
+def video(source, factor, out_path, fps, model_name, weights, specs, device, amp):
+    """Raise the frame rate of SOURCE (a video file or a folder of frames) by FACTOR."""
+    from .interpolate import interpolate_sequence
+
+    factor = int(factor)
+    frames = open_frames(source, fps)
+    interp, _ = _interpolator(model_name, weights, specs, device, amp)
+    total = (frames.count - 1) * factor + 1 if frames.count else None
+    written, start = 0, time.perf_counter()
+    with FrameSink(out_path, frames.fps * factor) as sink, _progress() as bar:
+        task = bar.add_task(f"×{factor}", total=total, info="")
+        for frame in interpolate_sequence(interp, frames, factor):
+            sink.write(frame)
+            written += 1
+            rate = written / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=1, info=f"{rate:.2f} frames/s")
+    elapsed = time.perf_counter() - start
+    out.print(f"{written} frames → {out_path} at {frames.fps * factor:g} fps; "
+              f"{written / elapsed:.2f} frames/s ({elapsed:.1f} s)")
+
+
+@adacof.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", type=click.IntRange(1), default=16, show_default=True, help="Number of triplets.")
+@click.option("--size", default="64x64", show_default=True, help="HxW of the frames.")
+@click.option("--max-motion", type=click.IntRange(0), default=8, show_default=True,
+              help="Largest camera pan in pixels between the outer frames (patches move up to twice that).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_friendly
+def synth(out_dir, count, size, max_motion, seed):
+    """Write synthetic triplets with an exact middle frame (UCF101 layout: <i>/frame_00.png, frame_01_gt.png,
+    frame_02.png), made from photos that ship with scikit-image."""
+    from .synthetic import write_triplet_folder
+
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise SdesignError(f"--size must look like 64x96 (H x W), not {size!r}") from None
+    write_triplet_folder(out_dir, count, (h, w), max_motion, seed)
+    out.print(f"{count} triplets of {h}×{w} → {out_dir}")
