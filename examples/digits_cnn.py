@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 DEFAULTS = {
-    "lr": 0.1, "lam": 1e-3, "epochs": 12, "n_p": 6,   # sparsification (OBProx-SG)
-    "train_epochs": 15, "baseline_epochs": 15,      # dense baseline and compact retraining
+    "lr": 0.1, "lam": 2.5e-3, "epochs": 12, "n_p": 6,   # sparsification (OBProx-SG)
+    "train_epochs": 20, "baseline_epochs": 20,      # dense baseline and compact retraining
     "strategy": "min",
 }
 HEADLINE_METRIC = "accuracy"
@@ -74,4 +74,4 @@ def evaluate(model):
 
 def make_optimizer(params):
     optimizer = torch.optim.Adam(params, lr=3e-3)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=15)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=DEFAULTS["train_epochs"])

@@ -32,8 +32,8 @@ from .modelfile import ModelFile, load_model_file
 from .runs import RunFolder, prepare_run, read_jsonl
 from .summary import ModelSummary, comparison_table, count_params, summarize
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 STRATEGIES = ("min", "max", "mean")
 
