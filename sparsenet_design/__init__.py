@@ -1,7 +1,32 @@
-"""sparsenet-design: turn sparsity into architecture."""
+"""sparsenet-design: turn sparsity into architecture.
+
+Sparsify any ``nn.Module`` with OBProx-SG, measure how dense every layer became,
+and rebuild a compact dense model whose widths follow that density (the √d rule).
+"""
 from .density import DensityReport, density_report
 from .errors import SdesignError
+from .reconstruct import apply_spec, reconstruct
+from .spec import DesignSpec
 
 __version__ = "0.1.0"
 
-__all__ = ["DensityReport", "SdesignError", "density_report", "__version__"]
+__all__ = [
+    "DensityReport",
+    "DesignSpec",
+    "SdesignError",
+    "__version__",
+    "apply_spec",
+    "compress",
+    "density_report",
+    "reconstruct",
+    "sparsify",
+]
+
+
+def __getattr__(name):
+    # the pipeline pulls in the optimizer, training loop and CLI helpers: load on first use
+    if name in ("compress", "sparsify", "CompressResult"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sparsenet_design' has no attribute {name!r}")

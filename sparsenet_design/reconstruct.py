@@ -57,7 +57,7 @@ def _importance(graph: ChannelGraph, model: nn.Module, decisions) -> dict[int, t
                 if not isinstance(t, nn.Parameter) or t.dim() < 2:
                     continue
                 for dim, (a, per_group) in spec.items():
-                    if a == attr and not per_group:
+                    if a == attr and not (per_group and getattr(module, "groups", 1) > 1):
                         s = t.detach().abs().float().transpose(0, dim).reshape(t.shape[dim], -1).sum(1)
                         scores[root] = scores.get(root, 0) + s.cpu()
     return scores

@@ -138,7 +138,7 @@ def resize_module(
             data = t.detach()
             for dim, (attr, per_group) in spec.items():
                 if attr in widths:
-                    idx = None if per_group or not indices else indices.get(attr)
+                    idx = None if (per_group and groups > 1) or not indices else indices.get(attr)
                     data = _select(data, dim, shape[dim], idx)
             data = data.clone()
         if isinstance(t, nn.Parameter):

@@ -1,0 +1,210 @@
+"""reconstruct / apply_spec / DesignSpec: round trips, inheritance, tracing and errors."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsenet_design.errors import CheckpointError, SdesignError, SpecMismatchError, TraceError
+from sparsenet_design.layers import prunable_layers
+from sparsenet_design.reconstruct import apply_spec, reconstruct
+from sparsenet_design.rules import passthrough_rule, register_function_rule
+from sparsenet_design.spec import DesignSpec
+from sparsenet_design.trace import trace
+
+
+def uniform(model, d):
+    return {name: d for name, _ in prunable_layers(model)}
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+class TinyUNet(nn.Module):
+    def __init__(self, c=16):
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU())
+        self.mid = nn.Sequential(nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU())
+        self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
+        self.dec = nn.Conv2d(2 * c, c, 3, padding=1)
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.avg_pool2d(e1, 2))
+        m = self.mid(e2) + e2
+        d = self.dec(torch.cat([self.up(m), e1], 1))
+        return torch.sigmoid(self.out(d))
+
+
+def test_unet_rebuild_spec_round_trip(tmp_path):
+    model = TinyUNet()
+    x = torch.randn(1, 3, 16, 16)
+    compact, spec = reconstruct(model, (x,), "max", densities=uniform(model, 0.2))
+    assert compact(x).shape == model(x).shape
+    assert n_params(compact) < n_params(model)
+    path = spec.save(tmp_path / "spec.json")
+    loaded = DesignSpec.load(path)
+    assert loaded.modules == spec.modules
+    again = apply_spec(TinyUNet(), loaded)
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in compact.state_dict().items()}
+    # the consumer of the skip concat reads both segments
+    assert again.dec.in_channels == again.up.out_channels + again.enc1[0].out_channels
+
+
+def test_reconstruct_leaves_the_source_model_untouched():
+    model = TinyUNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reconstruct(model, (torch.randn(1, 3, 16, 16),), densities=uniform(model, 0.1))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_inherit_keeps_strongest_channels():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 1)
+            self.c2 = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.c2(self.c1(x))
+
+    model = Two()
+    strong = [1, 4, 6]
+    with torch.no_grad():
+        model.c1.weight.mul_(0.01)
+        model.c1.weight[strong] *= 1000
+        model.c2.weight.mul_(0.01)
+    # c1: ⌈√(9/64)·8⌉ = 3 outputs
+    dens = {"c1": 9 / 64, "c2": 1.0}
+    compact, _ = reconstruct(model, (torch.randn(1, 3, 2, 2),), "min", densities=dens, inherit=True)
+    assert compact.c1.out_channels == 3
+    assert torch.equal(compact.c1.weight, model.c1.weight[strong])
+    assert torch.equal(compact.c1.bias, model.c1.bias[strong])
+    assert torch.equal(compact.c2.weight, model.c2.weight[:, strong])
+
+
+def test_shape_dependent_control_flow_uses_concrete_tracer():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.fix = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            if y.shape[1] != x.shape[1]:
+                x = self.fix(x)
+            return self.b(y + x)
+
+    model = Branchy()
+    t = trace(model, (torch.randn(1, 3, 4, 4),))
+    assert t.method == "concrete"
+    compact, spec = reconstruct(model, (torch.randn(1, 3, 4, 4),), densities=uniform(model, 0.25))
+    assert compact.a.out_channels == compact.fix.out_channels == compact.b.in_channels == 4
+    assert spec.settings["tracer"] == "concrete"
+
+
+def test_value_dependent_control_flow_names_module_and_line():
+    class Inner(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:  # depends on values: no tracer can follow
+                return x * 2
+            return x
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.gate = Inner()
+
+        def forward(self, x):
+            return self.gate(self.conv(x))
+
+    with pytest.raises(TraceError) as err:
+        reconstruct(Outer(), (torch.randn(1, 3, 4, 4),))
+    msg = str(err.value)
+    assert "gate" in msg
+    assert "if x.sum() > 0" in msg
+    assert "leaf" in msg  # suggests a way out
+
+
+def test_spec_for_another_model_names_first_mismatch():
+    model = TinyUNet(16)
+    _, spec = reconstruct(model, (torch.randn(1, 3, 16, 16),), densities=uniform(model, 0.2))
+    with pytest.raises(SpecMismatchError) as err:
+        apply_spec(TinyUNet(8), spec)
+    assert "enc1.0" in str(err.value)
+
+    class Other(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x = nn.Linear(2, 2)
+
+    with pytest.raises(SpecMismatchError, match="does not have"):
+        apply_spec(Other(), spec)
+
+
+def test_corrupt_spec_file_gets_clear_error(tmp_path):
+    bad = tmp_path / "spec.json"
+    bad.write_text('{"modules": {"a": ')
+    with pytest.raises(CheckpointError, match="not a valid design spec"):
+        DesignSpec.load(bad)
+    bad.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(CheckpointError, match="not a design spec"):
+        DesignSpec.load(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        DesignSpec.load(tmp_path / "missing.json")
+
+
+def test_bad_densities_are_rejected():
+    model = TinyUNet()
+    with pytest.raises(SdesignError, match="does not have"):
+        reconstruct(model, (torch.randn(1, 3, 16, 16),), densities={"nope": 0.5})
+    with pytest.raises(SdesignError, match=r"\(0, 1\]"):
+        reconstruct(model, (torch.randn(1, 3, 16, 16),), densities={"out": 0.0})
+
+
+def test_unknown_strategy_is_rejected():
+    model = TinyUNet()
+    with pytest.raises(ValueError, match="strategy"):
+        reconstruct(model, (torch.randn(1, 3, 16, 16),), "median")
+
+
+@torch.library.custom_op("sdtest::gain", mutates_args=())
+def gain(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return x * w.mean(dim=1, keepdim=True)
+
+
+@gain.register_fake
+def _(x, w):
+    return torch.empty_like(x)
+
+
+class WithCustomOp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.feat = nn.Conv2d(3, 16, 3, padding=1)
+        self.kern = nn.Conv2d(3, 9, 3, padding=1)
+        self.out = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x):
+        return self.out(gain(self.feat(x), self.kern(x)))
+
+
+def test_custom_op_without_rule_is_pinned_and_with_rule_passes_through():
+    model = WithCustomOp()
+    x = torch.randn(1, 3, 8, 8)
+    compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.25))
+    assert compact.feat.out_channels == 16  # unknown op: conservative
+    assert any("gain" in n for n in spec.notes)
+    register_function_rule(gain, passthrough_rule(0, pinned_args=(1,)))
+    compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.25))
+    assert compact.feat.out_channels == compact.out.in_channels == 8
+    assert compact.kern.out_channels == 9  # the op gives these channels fixed meaning
+    assert compact(x).shape == x.shape
