@@ -265,22 +265,31 @@ def _proposals(model: nn.Module, mf: ModelFile) -> dict[str, Any]:
     return found
 
 
-def _make_plots(run: RunFolder) -> list[Path]:
+def _make_plots(run: RunFolder, report, mf: ModelFile) -> list[Path]:
     from . import plots
 
-    records = read_jsonl(run.density_log)
-    if not records:
-        return []
-    run.plots_dir.mkdir(exist_ok=True)
-    made = []
-    for name, fn in (("density_curves", plots.plot_density_curves),
-                     ("layer_density", plots.plot_layer_density),
-                     ("metric_vs_density", plots.plot_metric_vs_density)):
+    made: list[Path] = []
+
+    def attempt(name, fn, *args):
         try:
-            fn(run.density_log, run.plots_dir / name)
+            fn(*args, run.plots_dir / name)
             made.append(run.plots_dir / f"{name}.png")
         except Exception as exc:  # a plot is a nice-to-have; say why it is missing
             err.print(f"[yellow]plot {name} skipped: {exc}")
+
+    label = run.root.name or str(run.root)
+    if read_jsonl(run.density_log):
+        attempt("density_curves", plots.plot_density_curves, {label: run.density_log})
+    attempt("layer_density", plots.plot_layer_density, report)
+    records = read_jsonl(run.metrics_log)
+    metric = mf.headline(records[-1]) if records else None
+    metric = metric if metric not in (None, "loss", "density") else None
+    if metric is None and records:
+        metric = next((k for k in records[-1] if k not in ("epoch", "step", "loss", "density")), None)
+    if metric:
+        points = [(r["density"], r[metric]) for r in records if "density" in r and metric in r]
+        attempt("metric_vs_density", lambda pts, stem: plots.plot_metric_vs_density(pts, metric, stem),
+                {label: points})
     return made
 
 
@@ -298,7 +307,7 @@ def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
         proposals = {}
     table = Table(title=f"{run.root} — per-layer density ({which})")
     for col, justify in (("layer", "left"), ("shape", "left"), ("params", "right"), ("nnz", "right"),
-                         ("density", "right"), ("widths -min", "right"), ("widths -max", "right")):
+                         ("density", "right"), ("in×out -min", "right"), ("in×out -max", "right")):
         table.add_column(col, justify=justify)
     layers = []
     for layer in report.layers:
@@ -327,7 +336,7 @@ def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
                   f"{totals['compact_params_max']:,} params" if proposals else "–")
     out.print(table)
     out.print(f"model parameters: {total_params:,} (all, incl. biases and norms)")
-    made = _make_plots(run) if plots else []
+    made = _make_plots(run, report, mf) if plots else []
     for path in made:
         out.print(f"plot → {path}")
     result = {"weights": which, "layers": layers, "totals": totals, "plots": [str(p) for p in made]}
