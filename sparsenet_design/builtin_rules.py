@@ -666,6 +666,13 @@ def _tensor_index(ctx: RuleContext, src, idx) -> None:
                 ctx.pin_layout(layout, f"{ctx.describe()} picks a single channel")
             d_in += 1
             continue
+        if any(isinstance(v, fx.Node) for v in (item.start, item.stop, item.step)):
+            # bounds computed at run time (e.g. cropping back after padding)
+            if layout is not None:
+                ctx.pin_layout(layout, f"{ctx.describe()} slices channels at computed positions")
+            d_in += 1
+            d_out += 1
+            continue
         start, stop, step = item.indices(in_shape[d_in])
         if layout is not None:
             if (start, stop, step) == (0, in_shape[d_in], 1):
