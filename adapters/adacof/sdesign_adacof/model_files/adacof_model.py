@@ -1,0 +1,40 @@
+"""AdaCoF as a model file for the core: ``sdesign prune adacof_model.py``.
+
+F and d come from the environment (``SDESIGN_ADACOF_KERNEL_SIZE``, default 5;
+``SDESIGN_ADACOF_DILATION``, default 1: the paper's compression experiments).
+Training data are synthetic moving-patch triplets (64×64), so the file runs
+without any dataset. The warp op pins the F² kernel/offset outputs, the
+occlusion mask has one channel (⌈√d·1⌉ = 1) and the RGB output is a model
+output, so none of them changes width when the U-Net is rebuilt.
+"""
+import os
+
+import torch
+
+from sdesign_adacof import AdaCoF
+from sdesign_adacof.model_files import interpolation_loss, moving_patch_triplets, psnr_on
+
+KERNEL_SIZE = int(os.environ.get("SDESIGN_ADACOF_KERNEL_SIZE", "5"))
+DILATION = int(os.environ.get("SDESIGN_ADACOF_DILATION", "1"))
+HEADLINE_METRIC = "psnr"
+DEFAULTS = {"lr": 1e-2, "lam": 1e-5, "batch_size": 8}
+
+
+def build_model():
+    return AdaCoF(KERNEL_SIZE, DILATION)
+
+
+def example_inputs():
+    return (torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+
+
+def train_data():
+    return torch.utils.data.DataLoader(moving_patch_triplets(64, seed=0), batch_size=8, shuffle=True)
+
+
+def loss(model, batch):
+    return interpolation_loss(model, batch)
+
+
+def evaluate(model):
+    return {"psnr": psnr_on(model, moving_patch_triplets(16, seed=1))}

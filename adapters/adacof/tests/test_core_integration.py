@@ -1,0 +1,150 @@
+"""The plugin and the core: the warp's channel rule, tracing, and rebuilding
+AdaCoF / CDFI with random densities (pinned F², mask and RGB channels stay)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import sdesign_adacof.plugin as plugin
+from sdesign_adacof import CDFI, AdaCoF
+from sdesign_adacof.models.unet import HEADS, KERNEL_HEADS, full_widths
+from sparsenet_design import rules
+
+reconstruct_module = pytest.importorskip("sparsenet_design.reconstruct",
+                                         reason="the core's reconstruct() is not available yet")
+reconstruct = reconstruct_module.reconstruct
+apply_spec = reconstruct_module.apply_spec
+from sparsenet_design.layers import prunable_layers  # noqa: E402
+
+MODEL_FILES = Path(plugin.__file__).with_name("model_files")
+
+
+def small_widths(kernel_size: int) -> dict:
+    """A quarter of AdaCoF's widths (fast), heads keep their F² hidden width."""
+    return {name: tuple(w if (name in KERNEL_HEADS and i == 2) else max(4, w // 4) for i, w in enumerate(ws))
+            for name, ws in full_widths(kernel_size).items()}
+
+
+def random_densities(model: nn.Module, seed: int) -> dict[str, float]:
+    rng = random.Random(seed)
+    return {name: rng.uniform(0.05, 0.9) for name, _ in prunable_layers(model)}
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def frames(size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
+
+
+def test_register_is_idempotent_and_registers_the_warp_rule():
+    plugin.register()
+    plugin.register()
+    rule = rules.function_rule(torch.ops.sdesign_adacof.adacof_warp.default)
+    assert rule is not None and "pinned_args=(1, 2, 3)" in rule.__name__
+    assert rules.function_rule(torch.ops.sdesign_adacof.adacof_warp) is rule
+
+
+def test_plugin_is_found_through_its_entry_point():
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="sparsenet_design.plugins")}
+    assert names.get("adacof") == "sdesign_adacof.plugin:register"
+
+
+def head_out_channels(unet) -> dict[str, int]:
+    return {name: [m for m in getattr(unet, name).modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+            for name in HEADS}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rebuilt_adacof_keeps_pinned_channels_and_runs(seed):
+    torch.manual_seed(seed)
+    model = AdaCoF(5, 1, widths=small_widths(5))
+    inputs = frames(seed=seed)
+    compact, spec = reconstruct(model, inputs, densities=random_densities(model, seed))
+    assert n_params(compact) < n_params(model)
+    assert head_out_channels(compact.unet) == head_out_channels(model.unet)  # 25 ×6 and 1
+    out, extras = compact(*inputs, return_extras=True)
+    assert out.shape == inputs[0].shape
+    assert all(a.shape[1] == b.shape[1] == 25 for a, b in extras["offsets"])
+    # the spec rebuilds the same compact model from a fresh build
+    again = apply_spec(AdaCoF(5, 1, widths=small_widths(5)), spec)
+    assert [p.shape for p in again.parameters()] == [p.shape for p in compact.parameters()]
+    assert again(*inputs).shape == inputs[0].shape
+
+
+def test_rebuilt_full_adacof_shrinks_the_unet():
+    model = AdaCoF(5, 1)
+    inputs = frames()
+    compact, _ = reconstruct(model, inputs, densities={name: 0.1 for name, _ in prunable_layers(model)})
+    assert n_params(compact) < 0.3 * n_params(model)
+    assert head_out_channels(compact.unet) == head_out_channels(model.unet)
+    assert compact(*inputs).shape == inputs[0].shape
+
+
+def test_rebuilt_cdfi_runs_and_keeps_rgb_and_kernels():
+    torch.manual_seed(0)
+    model = CDFI(AdaCoF(5, 1, widths=small_widths(5)), kernel_size=5, dilation=1, grid_channels=(8, 12, 16))
+    inputs = frames(seed=3)
+    compact, _ = reconstruct(model, inputs, densities=random_densities(model, 3))
+    assert n_params(compact) < n_params(model)
+    assert head_out_channels(compact.unet) == head_out_channels(model.unet)
+    assert compact.synthesis.lateral_final.shortcut.out_channels == 3
+    assert [m for m in compact.blend.modules() if isinstance(m, nn.Conv2d)][-1].out_channels == 1
+    out = compact(*inputs)
+    assert out.shape == inputs[0].shape
+
+
+def test_cdfi_sits_on_a_compact_unet_from_reconstruct():
+    model = AdaCoF(5, 1, widths=small_widths(5))
+    compact, _ = reconstruct(model, frames(), densities=random_densities(model, 5))
+    cdfi = CDFI(compact, kernel_size=5, dilation=1, grid_channels=(8, 8, 8))
+    assert [c.in_channels for c in cdfi.pyramid] == list(compact.unet.encoder_widths())
+    assert cdfi(*frames(size=40)).shape == (1, 3, 40, 40)
+
+
+def load_model_file(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, MODEL_FILES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adacof_model_file_follows_the_contract():
+    mf = load_model_file("adacof_model")
+    model = mf.build_model()
+    assert isinstance(model, AdaCoF) and model.kernel_size == 5
+    inputs = mf.example_inputs()
+    assert model(*inputs).shape == inputs[0].shape
+    batch = next(iter(mf.train_data()))
+    assert [t.shape for t in batch] == [torch.Size([8, 3, 64, 64])] * 3
+    small = AdaCoF(5, 1, widths=small_widths(5))
+    value = mf.loss(small, batch)
+    assert value.dim() == 0 and torch.isfinite(value)
+    value.backward()
+    assert "psnr" in mf.evaluate(small)
+
+
+def test_cdfi_model_file_builds_on_a_spec(tmp_path, monkeypatch):
+    mf = load_model_file("cdfi_model")
+    assert isinstance(mf.build_model(), CDFI)
+    # a spec reconstructed from the AdaCoF model file's model, F=5 d=1 to stay small
+    model = AdaCoF(5, 1)
+    _, spec = reconstruct(model, frames(), densities={name: 0.05 for name, _ in prunable_layers(model)})
+    path = tmp_path / "unet.json"
+    spec.save(path)
+    monkeypatch.setattr(mf, "UNET_SPEC", str(path))
+    monkeypatch.setattr(mf, "KERNEL_SIZE", 5)
+    monkeypatch.setattr(mf, "DILATION", 1)
+    cdfi = mf.build_model()
+    assert isinstance(cdfi, CDFI) and cdfi.unet.encoder_widths() != AdaCoF(5, 1).unet.encoder_widths()
+    assert cdfi(*mf.example_inputs()).shape == (1, 3, 64, 64)
