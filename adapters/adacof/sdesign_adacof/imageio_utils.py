@@ -52,7 +52,8 @@ def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
         if image.shape[0] != 1:
             raise ValueError("tensor_to_uint8 takes one image, not a batch")
         image = image[0]
-    q = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    # float64, exactly as metrics.quantize_8bit, so a saved PNG scores as the in-memory frame
+    q = (image.detach().to(torch.float64).clamp(0, 1) * 255).round().to(torch.uint8)
     return q.permute(1, 2, 0).cpu().numpy()
 
 
