@@ -123,3 +123,16 @@ def test_required_names_documented():
     if doc.is_file():
         text = doc.read_text()
         assert all(name in text for name in REQUIRED)
+
+
+def test_documented_example_is_a_working_model_file(tmp_path):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "model-file.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    mf = load_model_file(write(tmp_path, code))
+    model = mf.build_model()
+    batch = next(iter(mf.train_data()))
+    assert mf.loss(model, batch).dim() == 0
+    assert model(*mf.example_inputs()).shape == (1, 2)
+    assert set(mf.evaluate(model)) == {"accuracy"}
+    optimizer, scheduler = mf.make_optimizer(model.parameters())
+    assert isinstance(optimizer, torch.optim.SGD) and scheduler is not None
