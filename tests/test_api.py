@@ -75,3 +75,19 @@ def test_larger_lambda_gives_sparser_model():
         densities.append(sparsify(model, loader, loss_fn, lr=0.1, lam=lam, epochs=2, progress=False,
                                   device="cpu").density.overall)
     assert densities[1] < densities[0]
+
+
+def test_readme_library_example_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("## Library", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("epochs=10", "epochs=2").replace("retrain_epochs=20", "retrain_epochs=1")
+    code = code.replace('result.spec.save("spec.json")', "spec = result.spec")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(16, 4))
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 4, (32,))
+    namespace = {"model": model, "train_loader": DataLoader(TensorDataset(x, y), batch_size=16)}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["result"].compact_model(torch.randn(1, 3, 32, 32)).shape == (1, 4)

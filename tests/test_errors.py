@@ -131,3 +131,26 @@ def test_resume_with_changed_model_file(tmp_path):
 def test_bad_option_is_a_usage_error(tmp_path):
     result, output = invoke("reconstruct", tmp_path, "--strategy", "median")
     assert result.exit_code == 2 and "Traceback" not in output
+
+
+def test_spec_for_another_model(tmp_path):
+    from sparsenet_design.modelfile import load_model_file
+    from sparsenet_design.reconstruct import reconstruct
+
+    other = write(tmp_path, TINY.read_text().replace(
+        "nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)",
+        "nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 4)"), name="other.py")
+    mf = load_model_file(TINY)
+    model = mf.build_model()
+    with torch.no_grad():
+        model[2].weight[:, 16:] = 0  # half the inputs of the middle layer are dead
+    _, spec = reconstruct(model, mf.example_inputs())
+    spec.save(tmp_path / "spec.json")
+    result, output = invoke("evaluate", other, "--spec", tmp_path / "spec.json", "--no-latency")
+    assert_clean_error(result, output, "spec", "does not fit this model", "module '0'")
+
+
+def test_corrupt_spec(tmp_path):
+    (tmp_path / "spec.json").write_text('{"modules": {')
+    result, output = invoke("evaluate", TINY, "--spec", tmp_path / "spec.json", "--no-latency")
+    assert_clean_error(result, output, "spec.json")

@@ -139,3 +139,11 @@ def test_callbacks_get_steps_and_epochs():
             progress=False, callbacks=[Recorder()], extra_metrics=lambda mod: {"density": 1.0}).fit()
     assert seen["steps"][0] == (1, 1) and seen["steps"][-1] == (12, 2)
     assert seen["epochs"] == [(1, 6, ["density", "loss"]), (2, 12, ["density", "loss"])]
+
+
+def test_amp_on_cpu_trains_with_bf16_autocast():
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    result = Trainer(m, loss_fn, data(), opt, epochs=2, amp=True, device="cpu", progress=False).fit()
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert result.history[-1]["loss"] < result.history[0]["loss"] * 1.5
