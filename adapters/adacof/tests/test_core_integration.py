@@ -38,7 +38,7 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def frames(size=64, seed=0):
+def frames(size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
 
@@ -63,7 +63,7 @@ def head_out_channels(unet) -> dict[str, int]:
             for name in HEADS}
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_rebuilt_adacof_keeps_pinned_channels_and_runs(seed):
     torch.manual_seed(seed)
     model = AdaCoF(5, 1, widths=small_widths(5))
@@ -80,6 +80,7 @@ def test_rebuilt_adacof_keeps_pinned_channels_and_runs(seed):
     assert again(*inputs).shape == inputs[0].shape
 
 
+@pytest.mark.slow
 def test_rebuilt_full_adacof_shrinks_the_unet():
     model = AdaCoF(5, 1)
     inputs = frames()
@@ -122,18 +123,22 @@ def load_model_file(name: str):
 def test_adacof_model_file_follows_the_contract():
     mf = load_model_file("adacof_model")
     model = mf.build_model()
-    assert isinstance(model, AdaCoF) and model.kernel_size == 5
+    assert isinstance(model, AdaCoF) and model.kernel_size == 5 and round(n_params(model) / 1e6, 2) == 21.84
     inputs = mf.example_inputs()
-    assert model(*inputs).shape == inputs[0].shape
     batch = next(iter(mf.train_data()))
     assert [t.shape for t in batch] == [torch.Size([8, 3, 64, 64])] * 3
+    assert [t.shape for t in inputs] == [torch.Size([1, 3, 64, 64])] * 2
+    # the middle frame lies between the outer two: the patch moved by one step each time
+    assert not torch.equal(batch[0], batch[1]) and not torch.equal(batch[1], batch[2])
     small = AdaCoF(5, 1, widths=small_widths(5))
-    value = mf.loss(small, batch)
+    assert small(*inputs).shape == inputs[0].shape
+    value = mf.loss(small, [t[:2] for t in batch])
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
     assert "psnr" in mf.evaluate(small)
 
 
+@pytest.mark.slow
 def test_cdfi_model_file_builds_on_a_spec(tmp_path, monkeypatch):
     mf = load_model_file("cdfi_model")
     assert isinstance(mf.build_model(), CDFI)
