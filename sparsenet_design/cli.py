@@ -301,7 +301,8 @@ def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
     _load_state(model, state, str(run.root))
     report = density_report(model)
     try:
-        proposals = _proposals(model, mf)
+        with err.status("tracing the model and proposing widths (-min, -max)"):
+            proposals = _proposals(model, mf)
     except SdesignError as exc:
         err.print(f"[yellow]proposed widths unavailable: {exc}")
         proposals = {}
