@@ -1,7 +1,7 @@
 """Per-layer density ``d = nnz / numel`` of prunable weights (biases excluded)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -62,8 +62,8 @@ def _count(weight: torch.Tensor) -> tuple[int, int]:
     return int(torch.count_nonzero(weight)), weight.numel()
 
 
-def density_report(model: nn.Module | Mapping[str, torch.Tensor]) -> DensityReport:
-    """Density of each prunable layer of ``model``.
+def density_report(model: nn.Module | Mapping[str, torch.Tensor], skip: Iterable[str] = ()) -> DensityReport:
+    """Density of each prunable layer of ``model`` (layers named in ``skip`` are left out).
 
     ``model`` is a module, or a state dict; for a state dict every floating
     ``*.weight`` tensor of two or more dimensions counts as a layer (norm
@@ -71,7 +71,10 @@ def density_report(model: nn.Module | Mapping[str, torch.Tensor]) -> DensityRepo
     """
     report = DensityReport()
     if isinstance(model, nn.Module):
+        skip = set(skip)
         for name, module in prunable_layers(model):
+            if name in skip:
+                continue
             nnz, numel = _count(module.weight)
             report.layers.append(LayerDensity(name, tuple(module.weight.shape), numel, nnz))
         return report

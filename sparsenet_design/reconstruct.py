@@ -13,7 +13,7 @@ from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .resize import resize_module, resize_tensor, set_submodule, set_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .trace import meta_copy, to_meta, trace
+from .trace import on_meta, to_meta, trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
 MAX_REPAIRS = 8
@@ -286,15 +286,17 @@ def reconstruct(
     inputs = example_inputs if isinstance(example_inputs, tuple) else (
         tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
     )
-    measured = density_report(model).as_dict()
+    given = {}
     if densities:
         _check_densities(model, densities)
-        measured.update({k: float(v) for k, v in densities.items()})
+        given = {k: float(v) for k, v in densities.items()}
+    measured = {k: v for k, v in density_report(model, skip=given).as_dict().items()}
+    measured.update(given)
     traced = trace(model, inputs, leaf_modules)
     expected = _shapes(next(n for n in reversed(traced.graph.nodes) if n.op == "output").meta.get("value"))
     extra_pins: list[str] = []
     run_inputs = _to_device_of(model, inputs)
-    meta_model, meta_inputs = meta_copy(model), to_meta(inputs)
+    meta_inputs = to_meta(inputs)
     for attempt in range(MAX_REPAIRS + 1):
         graph = build_channel_graph(traced, list(pinned) + extra_pins)
         decisions = resolve_widths(graph, measured, strategy, overrides)
@@ -305,12 +307,13 @@ def reconstruct(
             indices = _inherit_indices(graph, model, decisions)
         if not verify:
             return _build(model, spec, indices, fresh=not inherit), spec
+        compact = _build(model, spec, indices, fresh=not inherit)
         # check on the meta device first (no compute), for real only if that fails
-        got, where, exc = _run(_build(meta_model, spec), meta_inputs)
+        with on_meta(compact):
+            got, where, exc = _run(compact, meta_inputs)
         if got is None or got != expected:
-            got, where, exc = _run(_build(model, spec), run_inputs)
+            got, where, exc = _run(compact, run_inputs)
         if got is not None and got == expected:
-            compact = _build(model, spec, indices, fresh=not inherit)
             if extra_pins:
                 spec.notes.append(
                     "the first rebuild did not run; pinned "

@@ -16,6 +16,8 @@ example inputs on the meta device (no real compute), stored as
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import linecache
 import os
@@ -164,22 +166,43 @@ class _MetaShapes(fx.Interpreter):
 
 
 def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
-    meta_model = meta_copy(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     args = list(to_meta(inputs))
     # placeholders that the example inputs don't cover keep their defaults
     for node in placeholders[len(args):]:
         args.append(node.args[0] if node.args else None)
-    with torch.no_grad():
-        _MetaShapes(meta_model).run(*args)
-    for src, dst in zip(meta_model.graph.nodes, gm.graph.nodes):
-        dst.meta["value"] = src.meta.get("value")
+    with torch.no_grad(), on_meta(gm):
+        _MetaShapes(gm).run(*args)
+
+
+@contextlib.contextmanager
+def on_meta(module: nn.Module):
+    """Temporarily swap every parameter and buffer of ``module`` for a meta tensor of
+    the same shape, so that running it computes shapes only (no copy of the model)."""
+    saved = []
+    seen: dict[int, torch.Tensor] = {}
+    for m in module.modules():
+        for table in (m._parameters, m._buffers):
+            for name, t in table.items():
+                if t is None:
+                    continue
+                meta = seen.get(id(t))
+                if meta is None:
+                    meta = torch.empty_like(t, device="meta")
+                    if isinstance(t, nn.Parameter):
+                        meta = nn.Parameter(meta, requires_grad=t.requires_grad)
+                    seen[id(t)] = meta
+                saved.append((table, name, t))
+                table[name] = meta
+    try:
+        yield module
+    finally:
+        for table, name, t in reversed(saved):
+            table[name] = t
 
 
 def meta_copy(gm: nn.Module) -> nn.Module:
     """A copy of ``gm`` whose parameters and buffers live on the meta device (cheap)."""
-    import copy
-
     memo = {}
     for t in list(gm.parameters()) + list(gm.buffers()):
         meta = torch.empty_like(t, device="meta")
