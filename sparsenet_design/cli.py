@@ -129,6 +129,10 @@ def _widths_text(entry: dict | None) -> str:
 
 
 def _run_model_file(run: RunFolder) -> ModelFile:
+    if not run.config_path.is_file():
+        raise SdesignError(
+            f"{run.root} is not a run folder (it has no config.json); pass the --out folder of `sdesign prune`."
+        )
     config = run.config()
     path = config.get("model_file", {}).get("path")
     if not path:
