@@ -63,6 +63,7 @@ def sparsify(
     amp: bool = False,
     device: str | torch.device | None = None,
     every_n_steps: int | None = None,
+    checkpoint_every_steps: int | None = None,
     progress: bool = True,
     console: Console | None = None,
 ) -> SparsifyResult:
@@ -70,7 +71,8 @@ def sparsify(
     O-steps) and return it with its density report.
 
     With ``run_dir`` the run is logged (``density.jsonl``, ``metrics.jsonl``),
-    checkpointed each epoch, and ``resume=True`` continues it.
+    checkpointed each epoch (and every ``checkpoint_every_steps`` optimizer
+    steps), and ``resume=True`` continues it exactly.
     """
     from .runs import RunFolder
 
@@ -93,6 +95,7 @@ def sparsify(
         extra_metrics=lambda m: {"density": density_report(m).overall},
         callbacks=callbacks,
         checkpoint_path=run.checkpoint if run else None,
+        checkpoint_every_steps=checkpoint_every_steps,
         metrics_log=run.metrics_log if run else None,
         logs_to_truncate=[run.density_log] if run else (),
         seed=seed, accumulation=accumulation, amp=amp, device=device,
@@ -120,6 +123,7 @@ def train(
     accumulation: int = 1,
     amp: bool = False,
     device: str | torch.device | None = None,
+    checkpoint_every_steps: int | None = None,
     progress: bool = True,
     console: Console | None = None,
     description: str = "train",
@@ -134,6 +138,7 @@ def train(
     trainer = Trainer(
         model, loss_fn, data, optimizer, epochs=epochs, scheduler=scheduler, evaluate=evaluate,
         checkpoint_path=run.checkpoint if run else None,
+        checkpoint_every_steps=checkpoint_every_steps,
         metrics_log=run.metrics_log if run else None,
         seed=seed, accumulation=accumulation, amp=amp, device=device,
         console=console, progress=progress, description=description,

@@ -196,6 +196,8 @@ def _common_training_options(f):
         click.option("--amp", is_flag=True, help="Mixed precision (bf16 on CPU, fp16 + GradScaler on CUDA)."),
         click.option("--accumulation", type=click.IntRange(1), default=None, help="Gradient accumulation steps."),
         click.option("--resume", is_flag=True, help="Continue the interrupted run in --out exactly."),
+        click.option("--checkpoint-every", "checkpoint_every", type=click.IntRange(1), default=None,
+                     help="Also checkpoint every N optimizer steps (for long epochs); always at epoch ends."),
     ]):
         f = decorator(f)
     return f
@@ -205,7 +207,7 @@ def _common_training_options(f):
 
 def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n_p=None, momentum=None,
               init=None, seed=None, device=None, amp=False, accumulation=None, resume=False,
-              every_n_steps=None, start_model: nn.Module | None = None, command="prune") -> nn.Module:
+              every_n_steps=None, checkpoint_every=None, start_model: nn.Module | None = None, command="prune") -> nn.Module:
     from .api import default_n_p, sparsify
 
     args = {
@@ -213,6 +215,7 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
         "epochs": _pick(epochs, mf, "epochs", 10), "momentum": _pick(momentum, mf, "momentum", 0.0),
         "seed": _pick(seed, mf, "seed", 0), "accumulation": _pick(accumulation, mf, "accumulation", 1),
         "init": str(init) if init else None, "amp": amp, "every_n_steps": every_n_steps,
+        "checkpoint_every": checkpoint_every,
     }
     args["n_p"] = _pick(n_p, mf, "n_p", default_n_p(args["epochs"]))
     run = prepare_run(out_dir, command, args, mf, resume=resume)
@@ -228,7 +231,8 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
         model, data, mf.loss, lr=args["lr"], lam=args["lam"], epochs=args["epochs"], n_p=args["n_p"],
         momentum=args["momentum"], evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root,
         resume=resume, seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"],
-        device=_device(device), every_n_steps=args["every_n_steps"], progress=_progress(), console=err,
+        device=_device(device), every_n_steps=args["every_n_steps"],
+        checkpoint_every_steps=args.get("checkpoint_every"), progress=_progress(), console=err,
     )
     save_weights(model, run.sparse_weights, metadata={"model_file_sha256": mf.sha256})
     report = density_report(model)
@@ -410,13 +414,14 @@ def reconstruct_cmd(run_dir, strategy, inherit, prior_specs, latency, out_dir):
 # ---- train ----------------------------------------------------------------------
 
 def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epochs=None, init=None, lr=None,
-              seed=None, device=None, amp=False, accumulation=None, resume=False,
+              seed=None, device=None, amp=False, accumulation=None, resume=False, checkpoint_every=None,
               description="train", command="train") -> tuple[nn.Module, list[dict]]:
     from .api import train
 
     args = {"specs": [str(s) for s in specs], "epochs": _pick(epochs, mf, "train_epochs", 10),
             "init": str(init) if init else None, "lr": lr, "seed": _pick(seed, mf, "seed", 0),
-            "amp": amp, "accumulation": _pick(accumulation, mf, "accumulation", 1)}
+            "amp": amp, "accumulation": _pick(accumulation, mf, "accumulation", 1),
+            "checkpoint_every": checkpoint_every}
     run = prepare_run(out_dir, command, args, mf, resume=resume)
     if resume:
         args = {**args, **run.config()["args"]}
@@ -434,7 +439,8 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
     result = train(model, mf.train_data(), mf.loss, epochs=args["epochs"], make_optimizer=make_optimizer,
                    evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root, resume=resume,
                    seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"], device=_device(device),
-                   progress=_progress(), console=err, description=description)
+                   checkpoint_every_steps=args.get("checkpoint_every"), progress=_progress(), console=err,
+                   description=description)
     save_weights(model, run.weights, metadata={"model_file_sha256": mf.sha256,
                                                "specs": json.dumps(args["specs"])})
     err.print(f"weights → {run.weights}")

@@ -164,11 +164,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def truncate_jsonl(path: Path, last_epoch: int) -> None:
-    """Drop records of epochs after ``last_epoch`` (work lost by an interrupted run)."""
+def truncate_jsonl(path: Path, last_epoch: int, last_step: int | None = None) -> None:
+    """Drop records written after the checkpoint an interrupted run resumes from:
+    epoch records of epochs after ``last_epoch``, step records after ``last_step``."""
     if not path.is_file():
         return
-    kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= last_epoch]
+
+    def keep(record: dict[str, Any]) -> bool:
+        if record.get("event") == "step" and last_step is not None:
+            return int(record.get("step", 0)) <= last_step
+        return int(record.get("epoch", 0)) <= last_epoch
+
+    kept = [r for r in read_jsonl(path) if keep(r)]
     text = "".join(json.dumps(r) + "\n" for r in kept)
     from .checkpoint import atomic_write_bytes
 

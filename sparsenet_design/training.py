@@ -33,6 +33,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, TrainingError
 from .runs import append_jsonl, truncate_jsonl
 
+_END = object()
+
 #: Testing hook: the process dies (like ``kill -9``) after this many optimizer steps.
 CRASH_ENV = "SDESIGN_CRASH_AFTER_STEPS"
 
@@ -120,6 +122,7 @@ class Trainer:
         extra_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
         callbacks: Sequence[Any] = (),
         checkpoint_path: str | Path | None = None,
+        checkpoint_every_steps: int | None = None,
         metrics_log: str | Path | None = None,
         logs_to_truncate: Sequence[str | Path] = (),
         seed: int = 0,
@@ -145,6 +148,9 @@ class Trainer:
         self.extra_metrics = extra_metrics
         self.callbacks = list(callbacks)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        if checkpoint_every_steps is not None and checkpoint_every_steps < 1:
+            raise TrainingError(f"checkpoint_every_steps must be ≥ 1, got {checkpoint_every_steps}.")
+        self.checkpoint_every_steps = checkpoint_every_steps
         self.metrics_log = Path(metrics_log) if metrics_log else None
         self.logs_to_truncate = [Path(p) for p in logs_to_truncate]
         self.seed = seed
@@ -156,6 +162,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if amp and self.device.type == "cuda" else None
         self.epoch = 0  # completed epochs
         self.step = 0   # optimizer steps taken
+        # inside an epoch: batches consumed and their summed loss (for mid-epoch checkpoints)
+        self._batches_done = 0
+        self._loss_sum = 0.0
+        self._resume_rng: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash else None
@@ -166,6 +176,8 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "step": self.step,
+            "batches_done": self._batches_done,
+            "loss_sum": self._loss_sum,
             "seed": self.seed,
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
@@ -186,6 +198,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
+        self._batches_done = int(state.get("batches_done", 0))
+        self._loss_sum = float(state.get("loss_sum", 0.0))
         self.history = list(state.get("history", []))
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -199,6 +213,15 @@ class Trainer:
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         rng = state.get("rng", {})
+        if self._batches_done:
+            # mid-epoch: the RNG state belongs after the batches already done; it is
+            # restored once the resumed epoch has skipped past them (see _run_epoch)
+            self._resume_rng = rng
+            return
+        self._restore_rng(rng)
+
+    @staticmethod
+    def _restore_rng(rng: dict[str, Any]) -> None:
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "numpy" in rng:
@@ -226,7 +249,7 @@ class Trainer:
         self.load_state_dict(state)
         for log in [self.metrics_log, *self.logs_to_truncate]:
             if log is not None and is_main_process():
-                truncate_jsonl(log, self.epoch)
+                truncate_jsonl(log, self.epoch, self.step)
 
     # ---- loop -----------------------------------------------------------------
 
@@ -255,9 +278,19 @@ class Trainer:
     def _run_epoch(self, epoch: int, bar: Progress | None, task) -> float:
         self.model.train()
         seed_epoch(self.data, self.seed, epoch)
-        total, count, pending = 0.0, 0, 0
+        skip = self._batches_done
+        total, count, pending = self._loss_sum, skip, 0
         self.optimizer.zero_grad(set_to_none=True)
-        for batch in self.data:
+        iterator = iter(self.data)
+        for _ in range(skip):  # resumed mid-epoch: the order is the same, so skip what was done
+            if next(iterator, _END) is _END:
+                break
+            if bar is not None:
+                bar.update(task, advance=1)
+        if self._resume_rng is not None:  # the RNG as it was right after those batches
+            self._restore_rng(self._resume_rng)
+            self._resume_rng = None
+        for index, batch in enumerate(iterator, start=skip):
             batch = move_to(batch, self.device)
             with self._autocast():
                 loss = self.loss_fn(self.model, batch)
@@ -268,13 +301,7 @@ class Trainer:
                 )
             value = float(loss.detach())
             if not math.isfinite(value):
-                where = f"epoch {epoch}, step {self.step + 1}"
-                kept = (f"the last good checkpoint (after epoch {self.epoch}) is kept at {self.checkpoint_path}"
-                        if self.checkpoint_path and self.checkpoint_path.is_file() else "no checkpoint was written yet")
-                raise TrainingError(
-                    f"The loss became {value} at {where}; training stopped and {kept}. "
-                    "Lower the learning rate (or λ), check the data for NaNs, or try without --amp."
-                )
+                raise self._non_finite(value, epoch)
             self._backward(loss)
             pending += 1
             total += value
@@ -285,13 +312,29 @@ class Trainer:
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step"):
                         cb.on_step(self.step, epoch, loss=value)
+                if self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0:
+                    self._batches_done, self._loss_sum = index + 1, total
+                    self.save()
             if bar is not None:
                 bar.update(task, advance=1, description=f"{self.description} {epoch}/{self.epochs} loss {value:.4g}")
         if pending:
             self._optimizer_step()
+        self._batches_done, self._loss_sum = 0, 0.0
         if count == 0:
             raise TrainingError("train_data() yielded no batches; training needs at least one.")
         return total / count
+
+    def _non_finite(self, value: float, epoch: int) -> TrainingError:
+        where = f"epoch {epoch}, step {self.step + 1}"
+        if self.checkpoint_path and self.checkpoint_path.is_file():
+            last = f"epoch {self.epoch}" + (f" + {self._batches_done} batches" if self._batches_done else "")
+            kept = f"the last good checkpoint (after {last}) is kept at {self.checkpoint_path}"
+        else:
+            kept = "no checkpoint was written yet"
+        return TrainingError(
+            f"The loss became {value} at {where}; training stopped and {kept}. "
+            "Lower the learning rate (or λ), check the data for NaNs, or try without --amp."
+        )
 
     def _progress(self) -> Progress:
         return Progress(

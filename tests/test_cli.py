@@ -156,12 +156,14 @@ def _sdesign(*args, env_extra=None):
 def test_resume_after_kill_gives_identical_weights(tmp_path):
     """A subprocess dies (os._exit, like kill -9) in the middle of epoch 2; the
     resumed run ends with the same weights and logs as one that never stopped."""
-    args = ["prune", TINY, "--lr", 0.1, "--lam", 1e-2, "--epochs", 3, "--n-p", 1, "--momentum", 0.5]
+    args = ["prune", TINY, "--lr", 0.1, "--lam", 1e-2, "--epochs", 3, "--n-p", 1, "--momentum", 0.5,
+            "--checkpoint-every", 4, "--every-n-steps", 2]
     invoke(*args, "--out", tmp_path / "straight")
-    killed = _sdesign(*args, "--out", tmp_path / "killed", env_extra={"SDESIGN_CRASH_AFTER_STEPS": "13"})
+    killed = _sdesign(*args, "--out", tmp_path / "killed", env_extra={"SDESIGN_CRASH_AFTER_STEPS": "15"})
     assert killed.returncode == 17, killed.stderr
     _, state = load_checkpoint(tmp_path / "killed" / "checkpoint" / "last.safetensors")
-    assert state["epoch"] == 1  # 8 steps per epoch: epoch 2 was lost
+    # 8 steps per epoch, a checkpoint every 4: the last one is epoch 1 + 4 batches (step 12)
+    assert (state["epoch"], state["step"], state["batches_done"]) == (1, 12, 4)
     assert not (tmp_path / "killed" / "sparse.safetensors").exists()
     torch.manual_seed(12345)  # whatever the RNG state, the resumed run must not depend on it
     invoke(*args, "--resume", "--out", tmp_path / "killed")
@@ -170,11 +172,13 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    logs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-            for d in ("straight", "killed")]
-    assert logs[0] == logs[1]
-    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "density.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2, 3]
+    for log in ("metrics.jsonl", "density.jsonl"):
+        records = [[json.loads(line) for line in (tmp_path / d / log).read_text().splitlines()]
+                   for d in ("straight", "killed")]
+        assert records[0] == records[1], log
+    density = records[1]
+    assert [r["epoch"] for r in density if r["event"] == "epoch"] == [0, 1, 2, 3]
+    assert [r["step"] for r in density if r["event"] == "step"] == list(range(2, 25, 2))
     config = json.loads((tmp_path / "killed" / "config.json").read_text())
     assert len(config["resumed"]) == 1
 

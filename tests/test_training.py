@@ -147,3 +147,55 @@ def test_amp_on_cpu_trains_with_bf16_autocast():
     result = Trainer(m, loss_fn, data(), opt, epochs=2, amp=True, device="cpu", progress=False).fit()
     assert all(torch.isfinite(p).all() for p in m.parameters())
     assert result.history[-1]["loss"] < result.history[0]["loss"] * 1.5
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Draws from the global RNG in __getitem__, like random augmentation does."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(96, 6, generator=g)
+        self.y = (self.x[:, 0] > 0).long()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn(6), self.y[i]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_mid_epoch_checkpoint_resumes_exactly(tmp_path):
+    """Checkpoint every 4 steps (6 steps per epoch, so mid-epoch), die at step 10,
+    resume: same weights as a run that never stopped (dropout + random augmentation)."""
+
+    def trainer(m, epochs, ckpt=None, callbacks=()):
+        loader = DataLoader(_Augmented(), batch_size=16, shuffle=True)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        return Trainer(m, loss_fn, loader, opt, epochs=epochs, device="cpu", progress=False,
+                       checkpoint_path=ckpt, checkpoint_every_steps=4, callbacks=callbacks,
+                       metrics_log=tmp_path / "m.jsonl" if ckpt else None)
+
+    straight = model()
+    trainer(straight, 3).fit()
+
+    class Die:
+        def on_step(self, step, epoch, **_):
+            if step == 10:
+                raise _Interrupt
+
+    ckpt = tmp_path / "ckpt.safetensors"
+    with pytest.raises(_Interrupt):
+        trainer(model(), 3, ckpt, [Die()]).fit()
+    _, state = load_checkpoint(ckpt)
+    assert (state["epoch"], state["step"], state["batches_done"]) == (1, 8, 2)
+    torch.manual_seed(42)
+    resumed = model()
+    trainer(resumed, 3, ckpt).fit(resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    _, state = load_checkpoint(ckpt)
+    assert (state["epoch"], state["batches_done"]) == (3, 0)
