@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from .checkpoint import atomic_write_json, load_checkpoint, load_weights, read_json, save_weights
+from .checkpoint import atomic_write_json, load_checkpoint, load_weights, save_weights
 from .density import density_report
 from .errors import SdesignError
 from .modelfile import ModelFile, load_model_file
