@@ -400,6 +400,11 @@ def _check_sizes(ctx: RuleContext, out: TensorInfo, entries: list | None) -> Non
             ctx.pin_layout(layout, f"{ctx.describe()} uses sizes the rules cannot follow")
         return
     concrete = ctx._b.traced.method == "concrete"
+    for d in range(out.ndim):
+        e = entries[d]
+        if d not in out.dims and isinstance(e, SymInt) and e.layout is not None:
+            # a size read from channels, for a dimension whose data does not follow them
+            ctx.pin_layout(e.layout, f"{ctx.describe()} sizes a dimension with another tensor's channel count")
     for d, layout in list(out.dims.items()):
         e = entries[d]
         if isinstance(e, int):
@@ -973,3 +978,42 @@ for _op in (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, ope
     register_function_rule(_op, _no_channels)
 # torchvision ops, named so that the core does not import torchvision
 register_function_rule("torchvision.ops.stochastic_depth.stochastic_depth", elementwise)
+
+
+def _einsum_rule(ctx: RuleContext) -> None:
+    """Letters shared between operands tie their channels; output letters keep them."""
+    equation, *operands = ctx.node.args
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    if not isinstance(equation, str) or "..." in equation or "->" not in equation:
+        for a in operands:
+            ctx.pin(a, f"{ctx.describe()} uses an einsum form the rules do not follow")
+        ctx.set_output(None)
+        return
+    lhs, rhs = equation.replace(" ", "").split("->")
+    terms = lhs.split(",")
+    by_letter: dict[str, list[tuple]] = {}
+    for term, a in zip(terms, operands):
+        for d, letter in enumerate(term):
+            by_letter.setdefault(letter, []).append((a, d))
+    out = TensorInfo(len(rhs))
+    for letter, uses in by_letter.items():
+        known = [(a, d) for a, d in uses if ctx.channels(a).dims.get(d) is not None]
+        big = [(a, d) for a, d in uses if ctx.shape(a)[d] > 1]
+        ref = None
+        if known:
+            ref = ctx.channels(known[0][0]).dims[known[0][1]]
+            for a, d in big:
+                ctx.merge(ref, ctx.layout(a, d), ctx.describe())
+        if letter in rhs:
+            k = rhs.index(letter)
+            if ref is not None:
+                out.dims[k] = ref
+            for a, d in uses:
+                blk = ctx.channels(a).blocks.get(d)
+                if blk is not None:
+                    out.blocks[k] = blk
+    ctx.set_output(out)
+
+
+register_function_rule(torch.einsum, _einsum_rule)

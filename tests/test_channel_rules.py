@@ -225,3 +225,53 @@ def test_constant_channel_slice_pins_the_group():
     compact, spec = rebuild(ConstantSlice(), torch.randn(1, 3, 4, 4))
     assert compact.a.out_channels == 16
     assert any("slices channels" in r for g in spec.groups for r in g["pinned"])
+
+
+class EinsumHeads(nn.Module):
+    """maxvit-style attention: chunk, heads via reshape with ``self.head_dim``, einsum."""
+
+    def __init__(self, dim=24, head_dim=4):
+        super().__init__()
+        self.n_heads, self.head_dim = dim // head_dim, head_dim
+        self.inp = nn.Linear(5, dim)
+        self.to_qkv = nn.Linear(dim, dim * 3)
+        self.merge = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, 2)
+
+    def forward(self, x):
+        x = self.inp(x)
+        B, P, D = x.shape
+        q, k, v = torch.chunk(self.to_qkv(x), 3, dim=-1)
+        q = q.reshape(B, P, self.n_heads, self.head_dim).permute(0, 2, 1, 3)
+        k = k.reshape(B, P, self.n_heads, self.head_dim).permute(0, 2, 1, 3)
+        v = v.reshape(B, P, self.n_heads, self.head_dim).permute(0, 2, 1, 3)
+        att = torch.einsum("bhid,bhjd->bhij", q, k).softmax(-1)
+        y = torch.einsum("bhij,bhjd->bhid", att, v).permute(0, 2, 1, 3).reshape(B, P, D)
+        return self.out(x + self.merge(y))
+
+
+def test_einsum_attention_ties_heads_and_sizes_from_shapes():
+    compact, _ = rebuild(EinsumHeads(), torch.randn(2, 7, 5), d=0.2)
+    assert compact.n_heads == 6
+    assert compact.to_qkv.out_features == 3 * compact.n_heads * compact.head_dim
+    # reshape(B, P, D) reads D from x: the merged heads must equal the residual width
+    assert compact.n_heads * compact.head_dim == compact.inp.out_features == compact.merge.in_features
+
+
+class SizeFromOtherTensor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 16)
+        self.b = nn.Linear(4, 16)
+        self.out = nn.Linear(16, 2)
+
+    def forward(self, x):
+        h = self.a(x)
+        # an op without a rule: its output channels are unknown, then reshaped with h's width
+        g = torch.nn.functional.hardshrink(self.b(x)).reshape(x.shape[0], h.shape[-1])
+        return self.out(h + g)
+
+
+def test_size_read_from_channels_for_unfollowed_data_pins_them():
+    compact, _ = rebuild(SizeFromOtherTensor(), torch.randn(3, 4), d=0.1)
+    assert compact.a.out_features == compact.b.out_features == 16
