@@ -547,7 +547,8 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
         dense, dense_weights = _seeded_model(mf, seed), None
     dense = dense.cpu()
     inputs = mf.example_inputs()
-    before = summarize(dense, inputs, latency=latency, metrics=mf.evaluate(dense) if mf.has_evaluate else {})
+    with err.status("evaluating and measuring the dense model"):
+        before = summarize(dense, inputs, latency=latency, metrics=mf.evaluate(dense) if mf.has_evaluate else {})
 
     # 2. rounds of sparsify → rebuild
     specs: list[Path] = []
@@ -574,7 +575,8 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
                            if inherit else None)
     compact = compact.cpu()
     _check_runs(compact, mf, reference=dense)
-    after = summarize(compact, inputs, latency=latency, metrics=mf.evaluate(compact) if mf.has_evaluate else {})
+    with err.status("evaluating and measuring the compact model"):
+        after = summarize(compact, inputs, latency=latency, metrics=mf.evaluate(compact) if mf.has_evaluate else {})
     elapsed = time.perf_counter() - started
     headline = mf.headline(before.metrics)
     summary = {
