@@ -135,7 +135,9 @@ def layer_density_figure(source: DensityReport | Mapping[str, Any], *, title: st
     fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(names) + 1.5), 4.4))
     ax.bar(range(len(names)), [100 * layers[n] for n in names], color="tab:blue")
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([n or "(model)" for n in names], rotation=90, fontsize="x-small")
+    ax.set_xticklabels([n or "(model)" for n in names], rotation=90 if len(names) > 8 else 0,
+                       fontsize="x-small" if len(names) > 8 else "small")
+    ax.set_xlabel("prunable layer (model order)")
     ax.set_ylabel("density (%)")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)

@@ -306,3 +306,50 @@ def test_sparse_gradients_are_refused():
     emb(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(SdesignError, match="sparse"):
         OBProxSG(emb.parameters(), lr=0.1, lam=0.1, n_p=1).step()
+
+
+def test_lr_times_lambda_governs_density_on_digits():
+    """The paper's claim at tiny scale: equal lr·λ → similar density, larger lr·λ → sparser."""
+    from sklearn.datasets import load_digits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        digits = load_digits()
+        x = torch.tensor(digits.images[:1024], dtype=torch.float32).unsqueeze(1) / 16.0
+        y = torch.tensor(digits.target[:1024])
+        torch.manual_seed(0)
+        m0 = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 10))
+        pre = torch.optim.Adam(m0.parameters(), lr=3e-3)
+        for _ in range(3):
+            for xb, yb in zip(x.split(32), y.split(32)):
+                pre.zero_grad()
+                nn.functional.cross_entropy(m0(xb), yb).backward()
+                pre.step()
+
+        def density_after(lr, lam, epochs=3):
+            model = _copy(m0)
+            opt = OBProxSG(l1_param_groups(model, lam), lr=lr, lam=lam, n_p=10**6)
+            for epoch in range(epochs):
+                order = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch))
+                for idx in order.split(32):
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+                    opt.step()
+            from sparsenet_design.density import density_report
+            return density_report(model).overall
+
+        a, b = density_after(0.1, 1e-3), density_after(0.01, 1e-2)  # lr·λ = 1e-4
+        sparser = density_after(0.1, 1e-2)  # lr·λ = 1e-3
+    finally:
+        torch.set_num_threads(threads)
+    assert a < 0.97 and b < 0.97, "lr·λ = 1e-4 should already prune"
+    assert sparser < min(a, b) - 0.2
+    assert abs(a - b) < 0.25 * (min(a, b) - sparser)
+
+
+def _copy(model):
+    import copy
+
+    return copy.deepcopy(model)

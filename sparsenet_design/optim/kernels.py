@@ -12,7 +12,7 @@ Formulas (DESIGN.md §1), with ``t = lr·λ``:
 
 Two implementations:
 
-* eager (default): ``torch._foreach_*`` ops over the tensors cut into flat
+* eager: ``torch._foreach_*`` ops over the tensors cut into flat
   chunks of about ``CHUNK_ELEMENTS`` elements, so the few temporaries an
   update needs stay in cache instead of costing extra trips to memory;
 * compiled: the same formulas through ``torch.compile``, one fused loop per
@@ -30,6 +30,8 @@ from torch import Tensor
 
 #: Elements per chunk of the eager path: a chunk and its temporaries fit in L2/L3.
 CHUNK_ELEMENTS = 1 << 18
+#: With ``compiled=None``, groups of at least this many elements use the compiled step.
+COMPILE_MIN_ELEMENTS = 1 << 22
 
 
 def _chunk_batches(
