@@ -1,0 +1,72 @@
+"""Quality sanity check: a small CDFI trained briefly on synthetic triplets plus
+triplets cut from ../shared/data/video_frames, scored on Middlebury against the
+frame-average baseline (paper protocol PSNR / SSIM).
+
+    python benchmarks/quality_sanity.py --minutes 10 [--width 0.25] [--crop 64] [--device cuda]
+
+Prints a markdown table; record it in benchmarks/results/adacof_quality.md.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader
+
+from sdesign_adacof.data import TripletDataset, collate_triplets, find_middlebury, triplets_from_frames
+from sdesign_adacof.interpolate import FrameAverage, Interpolator, count_parameters
+from sdesign_adacof.losses import InterpolationLoss
+from sdesign_adacof.metrics import mean_scores, score_triplets
+from sdesign_adacof.synthetic import SyntheticTriplets
+from sdesign_adacof.training import Settings, build_cdfi, make_optimizer
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    s = Settings(width=args.width, kernel_size=5, dilation=1, spec=None)
+    model = build_cdfi(s).to(args.device)
+    data = ConcatDataset([
+        SyntheticTriplets(2000, (args.crop, args.crop), max_motion=8, seed=0),
+        TripletDataset(triplets_from_frames(DATA / "video_frames"), crop=(args.crop, args.crop), augment=True, seed=0),
+    ])
+    loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_triplets, drop_last=True)
+    optimizer, _ = make_optimizer(model.parameters())
+    loss_fn = InterpolationLoss(None, 0.0, 0.01)
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < args.minutes * 60:
+        for batch in loader:
+            pred, extras = model(batch["frame0"].to(args.device), batch["frame1"].to(args.device), return_extras=True)
+            loss = loss_fn(pred, batch["gt"].to(args.device), extras["offsets"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if steps % 50 == 0:
+                print(f"step {steps} loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+            if time.perf_counter() - start > args.minutes * 60:
+                break
+    trained_s = time.perf_counter() - start
+    triplets = find_middlebury(DATA / "middlebury_others")
+    print(f"| model | params | training | Middlebury PSNR | SSIM |")
+    print("|---|---|---|---|---|")
+    for name, net in (("frame average", FrameAverage()), ("small CDFI", model)):
+        interp = Interpolator(net, args.device)
+        m = mean_scores(score_triplets(triplets, lambda t, a, b: interp(a, b)))
+        train = "–" if name == "frame average" else f"{steps} steps × {args.batch} × {args.crop}², {trained_s:.0f} s"
+        print(f"| {name} | {count_parameters(net) / 1e6:.3f}M | {train} | {m['psnr']:.3f} | {m['ssim']:.4f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
