@@ -227,9 +227,13 @@ struct Dim3 { unsigned x; };
 static const Dim3 blockIdx{0}, threadIdx{0}, blockDim{1}, gridDim{1};
 template <typename T> inline T atomicAdd(T* p, T v) { T old = *p; *p += v; return old; }
 #include "KERNELS"
-extern "C" void forward(const double* x, const double* w, const double* a, const double* b, double* out,
-                        const int* s) {
-    adacof_forward<double>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]);
+extern "C" void forward4(const double* x, const double* w, const double* a, const double* b, double* out,
+                         const int* s) {
+    adacof_forward<double, 4>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]);
+}
+extern "C" void forward16(const double* x, const double* w, const double* a, const double* b, double* out,
+                          const int* s) {
+    adacof_forward<double, 16>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]);
 }
 extern "C" void backward(const double* go, const double* x, const double* w, const double* a, const double* b,
                          double* gx, double* gw, double* ga, double* gb, const int* s) {
@@ -272,8 +276,11 @@ def test_cuda_source_emulated_on_cpu_matches_torch_path(emulated_kernels, k, dil
                                 geo.width, geo.kernel_size, geo.dilation, geo.shift_y, geo.shift_x)
     p = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
     out = torch.zeros(geo.batch, geo.channels, geo.height, geo.width, dtype=torch.float64)
-    emulated_kernels.forward(p(x), p(weight), p(alpha), p(beta), p(out), sizes)
-    torch.testing.assert_close(out, warp_torch.warp_forward_reference(x, weight, alpha, beta, dilation))
+    expected_out = warp_torch.warp_forward_reference(x, weight, alpha, beta, dilation)
+    for forward in (emulated_kernels.forward4, emulated_kernels.forward16):  # 2 blocks of 4, 1 of 16
+        out.zero_()
+        forward(p(x), p(weight), p(alpha), p(beta), p(out), sizes)
+        torch.testing.assert_close(out, expected_out)
 
     go = torch.randn_like(out)
     got = [torch.zeros_like(t) for t in (x, weight, alpha, beta)]

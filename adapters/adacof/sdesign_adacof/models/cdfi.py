@@ -9,6 +9,10 @@
 3. **Path selection**: a second occlusion head V2 on the U-Net's decoder
    features blends the AdaCoF result with the GridNet result.
 
+The GridNet input is ordered (warped frame0, warped frame1, all levels warped
+by set 1, all levels warped by set 2): the levels are concatenated and warped
+in one call per kernel set.
+
 ``CDFI()`` is the paper's final model (the published compact U-Net, F=11,
 d=2). ``CDFI(unet=m)`` puts the upgrades on any AdaCoF-shaped U-Net — an
 :class:`AdaCoF` (e.g. the compact one ``sdesign reconstruct`` produced) or an
@@ -145,10 +149,12 @@ class CDFI(nn.Module):
         set1 = (est.weight2, est.alpha2, est.beta2)
         warped0 = adacof_warp(frame0, *set0, self.dilation)
         warped1 = adacof_warp(frame1, *set1, self.dilation)
-        candidates = [warped0, warped1]
-        for conv, features in zip(self.pyramid, est.encoder):
-            level = F.interpolate(conv(features), size=size, mode="bilinear", align_corners=False)
-            candidates += [adacof_warp(level, *set0, self.dilation), adacof_warp(level, *set1, self.dilation)]
+        levels = [F.interpolate(conv(features), size=size, mode="bilinear", align_corners=False)
+                  for conv, features in zip(self.pyramid, est.encoder)]
+        # all levels share each kernel set: one warp per set computes the sampling geometry once
+        pyramid = torch.cat(levels, dim=1)
+        candidates = [warped0, warped1, adacof_warp(pyramid, *set0, self.dilation),
+                      adacof_warp(pyramid, *set1, self.dilation)]
         synthesised = self.synthesis(torch.cat(candidates, dim=1))
         blend = self.blend(est.decoder)
         adacof = est.occlusion * warped0 + (1 - est.occlusion) * warped1

@@ -38,11 +38,11 @@ __device__ __forceinline__ Corners<scalar_t> corners(
     return c;
 }
 
-#define CHANNEL_BLOCK 4
-
-// One thread per (batch, block of up to 4 channels, output pixel): each
-// weight/alpha/beta value is read once per channel block.
-template <typename scalar_t>
+// One thread per (batch, block of up to CHANNEL_BLOCK channels, output pixel),
+// accumulating its channels in registers: each weight/alpha/beta value is read
+// once per channel block, so the launcher picks a block as wide as the image
+// (4 for frames, up to 32 for CDFI's stacked feature pyramid).
+template <typename scalar_t, int CHANNEL_BLOCK>
 __global__ void adacof_forward(
     const scalar_t* __restrict__ input, const scalar_t* __restrict__ weight,
     const scalar_t* __restrict__ alpha, const scalar_t* __restrict__ beta,
