@@ -105,12 +105,6 @@ class ChannelGraph:
         return g
 
 
-def _dims(ndim: int, dims) -> list[int]:
-    if isinstance(dims, int):
-        dims = [dims]
-    return sorted(d % ndim for d in dims)
-
-
 class RuleContext:
     """What a channel rule sees of one node; see :mod:`sparsenet_design.rules`."""
 

@@ -22,7 +22,7 @@ import inspect
 import linecache
 import os
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -249,8 +249,3 @@ def trace(
         else:
             raise _trace_error(model, exc, exc) from exc
     return TracedModel(model, gm, method, notes)
-
-
-def node_value_shape(node: fx.Node) -> Sequence[int] | None:
-    value = node.meta.get("value")
-    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
