@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from _toy import shrink
 
 DEFAULTS = {
-    "lr": 0.1, "lam": 1e-3, "epochs": 10, "n_p": 5,
+    "lr": 0.1, "lam": 3e-3, "epochs": 10, "n_p": 5,
     "train_epochs": 20, "baseline_epochs": 20,
     "strategy": "min",
 }

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from _toy import shrink
 
 DEFAULTS = {
-    "lr": 0.05, "lam": 2e-4, "epochs": 6, "n_p": 3,     # sparsification (OBProx-SG)
+    "lr": 0.05, "lam": 2e-3, "epochs": 6, "n_p": 3,     # sparsification (OBProx-SG)
     "train_epochs": 6, "baseline_epochs": 6,          # dense baseline and compact retraining
     "strategy": "min",
 }

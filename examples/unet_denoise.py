@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from _toy import shrink
 
 DEFAULTS = {
-    "lr": 0.05, "lam": 5e-4, "epochs": 8, "n_p": 4,
+    "lr": 0.05, "lam": 5e-3, "epochs": 8, "n_p": 4,
     "train_epochs": 10, "baseline_epochs": 10,
     "strategy": "min",
 }
