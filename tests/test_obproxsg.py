@@ -353,3 +353,22 @@ def _copy(model):
     import copy
 
     return copy.deepcopy(model)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_steps_match_reference(compiled):
+    lr, lam = 0.1, 0.05
+    params = [nn.Parameter(p.detach().cuda()) for p in _tensors(seed=7)]
+    opt = OBProxSG(params, lr=lr, lam=lam, n_p=2, compiled=compiled)
+    ref = [_np(p.cpu()) for p in params]
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(5):
+        for p in params:
+            p.grad = (torch.randn(p.shape, generator=gen) * 0.1).cuda()
+        step = ref_p_step if opt.is_p_step else ref_o_step
+        ref = [step(x, _np(p.grad.cpu()), lr, lam) for x, p in zip(ref, params)]
+        opt.step()
+        for p, r in zip(params, ref):
+            _assert_matches(p.cpu(), r, scale=1.0)
