@@ -188,7 +188,7 @@ def test_gradcheck_cuda_kernels(dilation):
 
 @pytest.mark.gpu
 @needs_cupy
-@pytest.mark.parametrize("k,dilation,h,w,c", [(5, 1, 33, 47, 3), (11, 2, 37, 29, 3), (4, 1, 16, 17, 20)])
+@pytest.mark.parametrize("k,dilation,h,w,c", [(5, 1, 33, 47, 3), (11, 2, 37, 29, 3), (4, 1, 16, 17, 20), (3, 2, 19, 23, 40)])
 def test_cuda_kernels_match_torch_path_float32(k, dilation, h, w, c):
     tensors = make_inputs(b=2, c=c, h=h, w=w, k=k, offset_scale=6.0, dtype=torch.float32, device="cuda")
     with use_backend("cupy"):
