@@ -134,8 +134,10 @@ class CDFI(nn.Module):
         pyramid_channels = tuple(int(c) for c in pyramid_channels)
         encoder = unet.encoder_widths()
         if len(pyramid_channels) != len(encoder):
-            raise SdesignError(f"CDFI needs one pyramid width per encoder level ({len(encoder)}); got {pyramid_channels}.")
-        self.pyramid = nn.ModuleList(nn.Conv2d(c_in, c_out, kernel_size=1) for c_in, c_out in zip(encoder, pyramid_channels))
+            raise SdesignError(
+                f"CDFI needs one pyramid width per encoder level ({len(encoder)}); got {pyramid_channels}.")
+        self.pyramid = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, kernel_size=1) for c_in, c_out in zip(encoder, pyramid_channels))
         blend_widths = tuple(blend_widths or hidden_widths(unet.occlusion))
         self.blend = head(unet.decoder_width(), blend_widths, 1, nn.Sigmoid())
         self.synthesis = GridNet(6 + 2 * sum(pyramid_channels), 3, grid_channels)
