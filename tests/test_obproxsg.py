@@ -293,7 +293,7 @@ def test_epochs_to_steps():
 @pytest.mark.parametrize(
     "kwargs",
     [dict(lr=-1.0), dict(lam=float("nan")), dict(n_p=1.5), dict(n_p=-1), dict(n_o=-2), dict(n_p=0, n_o=0),
-     dict(momentum=1.0), dict(nesterov=True)],
+     dict(momentum=1.0), dict(nesterov=True), dict(nesterov=True, momentum=0.9, dampening=0.1)],
 )
 def test_bad_settings_are_clear_errors(kwargs):
     args = dict(lr=0.1, lam=0.1, n_p=1) | kwargs

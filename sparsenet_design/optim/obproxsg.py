@@ -78,8 +78,8 @@ class OBProxSG(Optimizer):
             dampening=_check_hyper("dampening", dampening, upper=1.0 + 1e-12),
             nesterov=bool(nesterov),
         )
-        if nesterov and momentum <= 0:
-            raise OptimizerConfigError("OBProx-SG: nesterov=True needs momentum > 0.")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise OptimizerConfigError("OBProx-SG: nesterov=True needs momentum > 0 and dampening = 0 (as in SGD).")
         super().__init__(params, defaults)
         for group in self.param_groups:
             for key in ("lr", "lam", "momentum"):
