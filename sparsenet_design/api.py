@@ -20,6 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from .density import DensityReport, density_report
+from .distributed import is_main_process
 from .training import Trainer, TrainResult, steps_per_epoch
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -84,10 +85,9 @@ def sparsify(
     if run is not None:
         from .tracking import DensityTracker
 
-        if not resume and run.density_log.exists():
-            run.density_log.unlink()
         tracker = DensityTracker(model, run.density_log, every_n_steps=every_n_steps)
-        if not resume:
+        if not resume and is_main_process():  # under torchrun, rank 0 writes the logs
+            run.density_log.unlink(missing_ok=True)
             tracker.on_epoch_end(0, 0)
         callbacks.append(tracker)
     trainer = Trainer(

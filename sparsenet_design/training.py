@@ -9,9 +9,13 @@ continues *exactly*: every epoch starts from RNG seeds derived from
 same whether or not the run was interrupted, and the optimizer/scheduler/scaler
 state comes back from the checkpoint.
 
-Multi-process training (a later addition) hooks in at three places: the
-sampler's ``set_epoch`` (already called), gradient averaging before
-``optimizer.step`` and :func:`is_main_process` gating logs and checkpoints.
+Under ``torchrun`` (see :mod:`.distributed` and docs/distributed.md) the same
+loop runs on every process: each loads its share of every global batch, the
+gradients are averaged before ``optimizer.step`` (so OBProx-SG takes the same
+step on every rank and the zero patterns stay identical), the epoch loss is
+the global one, and rank 0 alone logs, evaluates, shows progress and writes
+checkpoints. Checkpoints do not depend on the number of processes, so a run
+can resume on another number of them.
 """
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import is_main_process
 from .errors import CheckpointError, TrainingError
 from .runs import append_jsonl, truncate_jsonl
 
@@ -39,13 +45,13 @@ _END = object()
 CRASH_ENV = "SDESIGN_CRASH_AFTER_STEPS"
 
 
-def is_main_process() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+__all__ = ["Trainer", "TrainResult", "default_device", "epoch_seed", "is_main_process", "move_to",
+           "seed_epoch", "steps_per_epoch", "CRASH_ENV"]
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA if available (``cuda:LOCAL_RANK`` under torchrun), else CPU."""
+    return distributed.resolve_device(None)
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -137,10 +143,11 @@ class Trainer:
             raise TrainingError(f"epochs must be ≥ 0, got {epochs}.")
         if accumulation < 1:
             raise TrainingError(f"gradient accumulation must be ≥ 1, got {accumulation}.")
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = distributed.setup(device)
+        self.world_size = distributed.world_size()
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
-        self.data = data
+        self.data = distributed.shard(data)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.epochs = epochs
@@ -172,7 +179,20 @@ class Trainer:
 
     # ---- state ----------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
+    @staticmethod
+    def _rng_state() -> dict[str, Any]:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return rng
+
+    def state_dict(self, rng_per_rank: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The training state. Nothing in it depends on the number of processes
+        except ``rng_ranks`` (each rank's RNG, used on resume with as many)."""
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -181,14 +201,11 @@ class Trainer:
             "seed": self.seed,
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "world_size": self.world_size,
+            "rng": rng_per_rank[0] if rng_per_rank else self._rng_state(),
         }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if rng_per_rank and len(rng_per_rank) > 1:
+            state["rng_ranks"] = rng_per_rank
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         if self.scaler is not None:
@@ -212,7 +229,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
-        rng = state.get("rng", {})
+        rng = self._own_rng(state)
         if self._batches_done:
             # mid-epoch: the RNG state belongs after the batches already done; it is
             # restored once the resumed epoch has skipped past them (see _run_epoch)
@@ -220,8 +237,20 @@ class Trainer:
             return
         self._restore_rng(rng)
 
-    @staticmethod
-    def _restore_rng(rng: dict[str, Any]) -> None:
+    def _own_rng(self, state: dict[str, Any]) -> dict[str, Any]:
+        """This rank's saved RNG: its own if the run had as many processes; else
+        rank 0's (with one process) or a stream derived from it per rank (the
+        split of each batch changed, so randomness cannot be the same anyway)."""
+        per_rank = state.get("rng_ranks")
+        me = distributed.rank()
+        if per_rank and len(per_rank) == self.world_size:
+            return per_rank[me]
+        rng = state.get("rng", {})
+        if self.world_size > 1:
+            return {**rng, "derive_for_rank": me}
+        return rng
+
+    def _restore_rng(self, rng: dict[str, Any]) -> None:
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "numpy" in rng:
@@ -229,12 +258,19 @@ class Trainer:
         if "python" in rng:
             version, internal, gauss = rng["python"]
             random.setstate((version, tuple(internal), gauss))
-        if "cuda" in rng and torch.cuda.is_available():
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(list(rng["cuda"]))
+        if "derive_for_rank" in rng:
+            distributed.decorrelate_rng(rng["derive_for_rank"])
 
     def save(self) -> None:
-        if self.checkpoint_path is not None and is_main_process():
-            save_checkpoint(self.checkpoint_path, self.model.state_dict(), self.state_dict())
+        """Checkpoint (all ranks call this; rank 0 writes, the others wait for it
+        and fail with it if the write fails)."""
+        if self.checkpoint_path is None:
+            return
+        rng = distributed.all_gather_object(self._rng_state()) if self.world_size > 1 else None
+        state = self.state_dict(rng)
+        distributed.on_main(lambda: save_checkpoint(self.checkpoint_path, self.model.state_dict(), state))
 
     def resume(self) -> None:
         if self.checkpoint_path is None or not self.checkpoint_path.is_file():
@@ -260,7 +296,19 @@ class Trainer:
         else:
             loss.backward()
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self, epoch: int, loss_share: float = 0.0) -> float | None:
+        """One optimizer step. With several processes the gradients are averaged
+        first and ``loss_share`` (this rank's weighted loss of the step's
+        batches) is summed into the global loss, which is returned; a non-finite
+        global loss stops every rank before the weights change."""
+        global_loss = None
+        if self.world_size > 1:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            summed = distributed.average_gradients(
+                params, torch.tensor(loss_share, dtype=torch.float64, device=self.device))
+            global_loss = float(summed)
+            if not math.isfinite(global_loss):
+                raise self._non_finite(global_loss, epoch)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -270,6 +318,7 @@ class Trainer:
         self.step += 1
         if self._crash_after is not None and self.step >= self._crash_after:
             os._exit(17)
+        return global_loss
 
     def _autocast(self):
         dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
@@ -280,6 +329,8 @@ class Trainer:
         seed_epoch(self.data, self.seed, epoch)
         skip = self._batches_done
         total, count, pending = self._loss_sum, skip, 0
+        several = self.world_size > 1
+        share_of_step = 0.0  # several processes: this rank's share of the step's global loss
         self.optimizer.zero_grad(set_to_none=True)
         iterator = iter(self.data)
         for _ in range(skip):  # resumed mid-epoch: the order is the same, so skip what was done
@@ -300,25 +351,39 @@ class Trainer:
                     f"{type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}."
                 )
             value = float(loss.detach())
-            if not math.isfinite(value):
+            if several:
+                # weight by this rank's share of the global batch: the averaged
+                # gradient is then the one-process gradient of the whole batch
+                share = self.data.share(index)
+                loss = loss * (share * self.world_size)
+                share_of_step += value * share
+            elif not math.isfinite(value):
                 raise self._non_finite(value, epoch)
+            else:
+                total += value
             self._backward(loss)
             pending += 1
-            total += value
             count += 1
             if pending == self.accumulation:
-                self._optimizer_step()
-                pending = 0
-                for cb in self.callbacks:
-                    if hasattr(cb, "on_step"):
-                        cb.on_step(self.step, epoch, loss=value)
+                global_loss = self._optimizer_step(epoch, share_of_step)
+                if several:
+                    total += global_loss
+                    value = global_loss / pending
+                pending, share_of_step = 0, 0.0
+                if is_main_process():
+                    for cb in self.callbacks:
+                        if hasattr(cb, "on_step"):
+                            cb.on_step(self.step, epoch, loss=value)
                 if self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0:
                     self._batches_done, self._loss_sum = index + 1, total
+                    distributed.sync_buffers(self.model)
                     self.save()
             if bar is not None:
                 bar.update(task, advance=1, description=f"{self.description} {epoch}/{self.epochs} loss {value:.4g}")
         if pending:
-            self._optimizer_step()
+            global_loss = self._optimizer_step(epoch, share_of_step)
+            if several:
+                total += global_loss
         self._batches_done, self._loss_sum = 0, 0.0
         if count == 0:
             raise TrainingError("train_data() yielded no batches; training needs at least one.")
@@ -350,6 +415,7 @@ class Trainer:
         elif self.metrics_log is not None and is_main_process():
             self.metrics_log.parent.mkdir(parents=True, exist_ok=True)
             self.metrics_log.write_text("")
+        distributed.broadcast_module(self.model)  # every rank starts from rank 0's weights
         try:
             n_batches = len(self.data)  # type: ignore[arg-type]
         except TypeError:
@@ -383,12 +449,20 @@ class Trainer:
         return TrainResult(self.epoch, self.step, list(self.history))
 
     def _epoch_record(self, epoch: int, mean_loss: float) -> dict[str, Any]:
-        record: dict[str, Any] = {"epoch": epoch, "step": self.step, "loss": mean_loss}
-        if self.extra_metrics is not None:
-            record.update(self.extra_metrics(self.model))
-        if self.evaluate is not None:
-            record.update(self.evaluate(self.model))
-        return record
+        """Loss, extra metrics and evaluation; with several processes, the
+        (identical) weights are measured and evaluated on rank 0 only and the
+        record is shared with the other ranks."""
+        distributed.sync_buffers(self.model)
+
+        def measure() -> dict[str, Any]:
+            record: dict[str, Any] = {"epoch": epoch, "step": self.step, "loss": mean_loss}
+            if self.extra_metrics is not None:
+                record.update(self.extra_metrics(self.model))
+            if self.evaluate is not None:
+                record.update(self.evaluate(self.model))
+            return record
+
+        return distributed.on_main(measure)
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
         if not self.progress:
