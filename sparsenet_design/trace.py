@@ -110,10 +110,23 @@ def to_meta(value):
     return value
 
 
-def _symbolic(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
+def _defaults_beyond(model: nn.Module, inputs: tuple) -> dict:
+    """Non-tensor keyword defaults of ``forward`` that the example inputs don't set
+    (``return_extras=False``): traced as the constants they are, so that code like
+    ``if return_extras:`` traces."""
+    params = list(inspect.signature(model.forward).parameters.values())[len(inputs):]
+    return {
+        p.name: p.default
+        for p in params
+        if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD
+        and not isinstance(p.default, torch.Tensor)
+    }
+
+
+def _symbolic(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.GraphModule:
     tracer = _LeafAwareTracer(leaves)
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=_defaults_beyond(model, inputs) or None)
     except Exception as exc:
         exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
         raise
@@ -128,6 +141,7 @@ def _concrete(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.G
             meta_args[param.name] = to_meta(value)
         else:
             concrete_args[param.name] = value
+    concrete_args.update(_defaults_beyond(model, inputs))
     tracer = _ConcreteTracer(leaves)
     try:
         graph = tracer.trace(model, meta_args=meta_args, concrete_args=concrete_args or None)
@@ -225,7 +239,7 @@ def trace(
     leaves = tuple(leaf_modules)
     notes: list[str] = []
     try:
-        gm, method = _symbolic(model, leaves), "symbolic"
+        gm, method = _symbolic(model, inputs, leaves), "symbolic"
     except Exception as first:
         try:
             gm, method = _concrete(model, inputs, leaves), "concrete"

@@ -208,3 +208,24 @@ def test_custom_op_without_rule_is_pinned_and_with_rule_passes_through():
     assert compact.feat.out_channels == compact.out.in_channels == 8
     assert compact.kern.out_channels == 9  # the op gives these channels fixed meaning
     assert compact(x).shape == x.shape
+
+
+def test_keyword_defaults_trace_as_constants():
+    class Extras(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 3, 1)
+
+        def forward(self, x, return_extras=False):
+            h = self.a(x)
+            out = self.b(h)
+            if return_extras:
+                return out, {"hidden": h}
+            return out
+
+    model = Extras()
+    t = trace(model, (torch.randn(1, 3, 4, 4),))
+    assert t.method == "symbolic"
+    compact, _ = reconstruct(model, (torch.randn(1, 3, 4, 4),), densities=uniform(model, 0.25))
+    assert compact.a.out_channels == 4
