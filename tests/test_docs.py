@@ -48,7 +48,7 @@ RUNNABLE = {"sdesign", "python"}
 TOY_OPTIONS = {
     "prune": ["--epochs", "1"],
     "train": ["--epochs", "1"],
-    "design": ["--epochs", "1", "--baseline-epochs", "0", "--train-epochs", "1", "--no-latency"],
+    "design": ["--epochs", "1", "--baseline-epochs", "1", "--train-epochs", "1", "--no-latency"],
     "reconstruct": ["--no-latency"],
     "evaluate": ["--no-latency"],
     "report": ["--no-plots"],
