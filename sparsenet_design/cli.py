@@ -6,6 +6,7 @@
     sdesign train model.py --spec DESIGN/spec.json --epochs 20 --out TRAINED/
     sdesign evaluate model.py --spec DESIGN/spec.json --weights TRAINED/weights.safetensors
     sdesign design model.py --out RUN/          # all of the above in one go
+    sdesign prune model.py --nproc 4 ...        # on 4 processes (torchrun; docs/distributed.md)
 
 Every failure the toolkit anticipates is an ``SdesignError``: printed as one
 paragraph, no traceback, exit code 1 (usage errors: 2).
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +28,9 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from . import distributed
 from .checkpoint import atomic_write_json, load_checkpoint, load_weights, save_weights
+from .distributed import on_main
 from .density import density_report
 from .errors import SdesignError
 from .modelfile import ModelFile, load_model_file
@@ -100,12 +105,54 @@ def _check_runs(model: nn.Module, mf: ModelFile, reference: nn.Module | None = N
 
 
 def _device(device: str | None) -> torch.device:
-    from .training import default_device
-
+    """The device of this process (``cuda:LOCAL_RANK`` under torchrun, which
+    also starts the process group here)."""
     try:
-        return torch.device(device) if device else default_device()
+        torch.device(device) if device else None
     except RuntimeError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
+    return distributed.setup(device)
+
+
+#: The arguments this invocation of ``sdesign`` got (for ``--nproc`` to re-launch them).
+_INVOCATION: dict[str, list[str]] = {"args": []}
+
+
+def _relaunch(nproc: int | None) -> None:
+    """With ``--nproc N`` (N > 1) outside torchrun, run this same command as N
+    processes through ``torch.distributed.run --standalone`` and exit with its code."""
+    if not nproc or nproc < 2 or distributed.launched_by_torchrun():
+        return
+    command = distributed.torchrun_command(nproc, _without_nproc(_INVOCATION["args"]))
+    err.print(f"[dim]starting {nproc} processes: {' '.join(command[1:])}", highlight=False)
+    try:
+        code = subprocess.run(command).returncode
+    except KeyboardInterrupt:
+        code = 130
+    click.get_current_context().exit(code)
+
+
+def _without_nproc(args: Sequence[str]) -> list[str]:
+    # torchrun's own parser would take "--nproc" for an ambiguous --nproc-per-node
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def _open_run(out_dir: Path, command: str, args: dict, mf: ModelFile, resume: bool) -> tuple[RunFolder, dict]:
+    """Create or reopen the run folder (rank 0 writes config.json) and return the
+    arguments the run goes by (on --resume, the recorded ones)."""
+    def open_it():
+        run = prepare_run(out_dir, command, args, mf, resume=resume)
+        return run, ({**args, **run.config()["args"]} if resume else args)
+
+    return on_main(open_it)
 
 
 def _metrics_table(title: str, summary: ModelSummary) -> Table:
@@ -164,13 +211,22 @@ def _load_state(model: nn.Module, state: dict, source: str) -> None:
 # ---- the group ------------------------------------------------------------------
 
 class SdesignGroup(click.Group):
-    """Prints :class:`SdesignError` as a message, not a traceback."""
+    """Prints :class:`SdesignError` as a message, not a traceback (under torchrun:
+    once, by rank 0, unless the error is another rank's own)."""
+
+    def main(self, args=None, *rest, **kwargs):
+        _INVOCATION["args"] = list(args) if args is not None else sys.argv[1:]
+        return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SdesignError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            if distributed.is_main_process():
+                err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            elif not getattr(exc, "from_rank0", False):
+                Console(stderr=True, soft_wrap=True).print(
+                    f"[bold red]error (rank {distributed.rank()}):[/] {exc}", highlight=False)
             ctx.exit(1)
 
 
@@ -182,11 +238,19 @@ def main(ctx: click.Context, quiet: bool) -> None:
     """Turn sparsity into architecture: sparsify a model with OBProx-SG, read its
     per-layer density, rebuild a compact dense model by the √d rule."""
     ctx.obj = {"progress": not quiet}
+    if not distributed.is_main_process():  # under torchrun only rank 0 talks
+        out.quiet = err.quiet = True
 
 
 def _progress() -> bool:
     ctx = click.get_current_context(silent=True)
     return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("progress", True))
+
+
+_nproc_option = click.option(
+    "--nproc", type=click.IntRange(1), default=None,
+    help="Run on N processes on this machine (one per GPU; gloo on CPU) via torchrun --standalone; "
+         "the model file's batch is split across them. Multi-node: see docs/distributed.md.")
 
 
 def _common_training_options(f):
@@ -198,6 +262,7 @@ def _common_training_options(f):
         click.option("--resume", is_flag=True, help="Continue the interrupted run in --out exactly."),
         click.option("--checkpoint-every", "checkpoint_every", type=click.IntRange(1), default=None,
                      help="Also checkpoint every N optimizer steps (for long epochs); always at epoch ends."),
+        _nproc_option,
     ]):
         f = decorator(f)
     return f
@@ -218,9 +283,8 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
         "checkpoint_every": checkpoint_every,
     }
     args["n_p"] = _pick(n_p, mf, "n_p", default_n_p(args["epochs"]))
-    run = prepare_run(out_dir, command, args, mf, resume=resume)
-    if resume:
-        args = {**args, **run.config()["args"]}
+    device = _device(device)
+    run, args = _open_run(out_dir, command, args, mf, resume)
     model = start_model if start_model is not None else _seeded_model(mf, args["seed"])
     if args["init"] and start_model is None:
         load_weights(model, args["init"])
@@ -231,10 +295,10 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
         model, data, mf.loss, lr=args["lr"], lam=args["lam"], epochs=args["epochs"], n_p=args["n_p"],
         momentum=args["momentum"], evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root,
         resume=resume, seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"],
-        device=_device(device), every_n_steps=args["every_n_steps"],
+        device=device, every_n_steps=args["every_n_steps"],
         checkpoint_every_steps=args.get("checkpoint_every"), progress=_progress(), console=err,
     )
-    save_weights(model, run.sparse_weights, metadata={"model_file_sha256": mf.sha256})
+    on_main(lambda: save_weights(model, run.sparse_weights, metadata={"model_file_sha256": mf.sha256}))
     report = density_report(model)
     err.print(f"overall density {report.overall:.4f} ({report.nnz:,} of {report.numel:,} weights); "
               f"sparse weights → {run.sparse_weights}")
@@ -254,8 +318,9 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/prune"),
               show_default=True, help="Run folder.")
 @_common_training_options
-def prune(model_file, out_dir, **kwargs):
+def prune(model_file, out_dir, nproc=None, **kwargs):
     """Sparsify MODEL_FILE with OBProx-SG, logging density and metrics per epoch."""
+    _relaunch(nproc)
     mf = load_model_file(model_file)
     run_prune(mf, out_dir, **kwargs)
 
@@ -422,14 +487,17 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
             "init": str(init) if init else None, "lr": lr, "seed": _pick(seed, mf, "seed", 0),
             "amp": amp, "accumulation": _pick(accumulation, mf, "accumulation", 1),
             "checkpoint_every": checkpoint_every}
-    run = prepare_run(out_dir, command, args, mf, resume=resume)
-    if resume:
-        args = {**args, **run.config()["args"]}
+    device = _device(device)
+    run, args = _open_run(out_dir, command, args, mf, resume)
     model = _compact_model(mf, args["specs"], args["seed"])
     if args["init"]:
         load_weights(model, args["init"])
-    for i, spec in enumerate(args["specs"], 1):
-        shutil.copyfile(spec, run.root / ("spec.json" if len(args["specs"]) == 1 else f"spec-{i}.json"))
+
+    def copy_specs():
+        for i, spec in enumerate(args["specs"], 1):
+            shutil.copyfile(spec, run.root / ("spec.json" if len(args["specs"]) == 1 else f"spec-{i}.json"))
+
+    on_main(copy_specs)
     if args["lr"] is not None:
         make_optimizer = lambda params: torch.optim.Adam(params, lr=args["lr"])  # noqa: E731
     else:
@@ -438,11 +506,11 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
               f"{count_params(model):,} params, {args['epochs']} epochs → {run.root}")
     result = train(model, mf.train_data(), mf.loss, epochs=args["epochs"], make_optimizer=make_optimizer,
                    evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root, resume=resume,
-                   seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"], device=_device(device),
+                   seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"], device=device,
                    checkpoint_every_steps=args.get("checkpoint_every"), progress=_progress(), console=err,
                    description=description)
-    save_weights(model, run.weights, metadata={"model_file_sha256": mf.sha256,
-                                               "specs": json.dumps(args["specs"])})
+    on_main(lambda: save_weights(model, run.weights, metadata={"model_file_sha256": mf.sha256,
+                                                               "specs": json.dumps(args["specs"])}))
     err.print(f"weights → {run.weights}")
     return model, result.history
 
@@ -458,8 +526,9 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: SPEC's folder/train, or runs/train).")
 @_common_training_options
-def train_cmd(model_file, specs, out_dir, **kwargs):
+def train_cmd(model_file, specs, out_dir, nproc=None, **kwargs):
     """Train MODEL_FILE's model, compact if --spec is given (from scratch by default, as the paper)."""
+    _relaunch(nproc)
     mf = load_model_file(model_file)
     if out_dir is None:
         out_dir = Path(specs[-1]).parent / "train" if specs else Path("runs/train")
@@ -520,20 +589,23 @@ def evaluate_cmd(model_file, specs, weights, latency, as_json, device):
 @click.option("--latency/--no-latency", default=True, help="Measure CPU latency before/after.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/design"),
               show_default=True, help="Run folder (dense/, prune/, design/, train/ inside).")
+@_nproc_option
 def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_epochs, train_epochs, rounds,
-           seed, device, latency, out_dir):
+           seed, device, latency, out_dir, nproc=None):
     """The whole loop: dense baseline → sparsify → reconstruct → retrain → evaluate,
     with a before/after table."""
+    _relaunch(nproc)
     started = time.perf_counter()
+    _device(device)
     mf = load_model_file(model_file)
     seed = _pick(seed, mf, "seed", 0)
     strategy = _pick(strategy, mf, "strategy", "min")
     train_epochs = _pick(train_epochs, mf, "train_epochs", 10)
     baseline_epochs = _pick(baseline_epochs, mf, "baseline_epochs", train_epochs)
-    prepare_run(out_dir, "design", {
+    on_main(lambda: prepare_run(out_dir, "design", {
         "lr": lr, "lam": lam, "epochs": epochs, "n_p": n_p, "strategy": strategy, "inherit": inherit,
         "init": str(init) if init else None, "baseline_epochs": baseline_epochs, "train_epochs": train_epochs,
-        "rounds": rounds, "seed": seed}, mf)
+        "rounds": rounds, "seed": seed}, mf))
     # 1. the dense model ("before")
     if init is not None:
         dense = _seeded_model(mf, seed)
@@ -548,7 +620,8 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
     dense = dense.cpu()
     inputs = mf.example_inputs()
     with err.status("evaluating and measuring the dense model"):
-        before = summarize(dense, inputs, latency=latency, metrics=mf.evaluate(dense) if mf.has_evaluate else {})
+        before = on_main(lambda: summarize(dense, inputs, latency=latency,
+                                           metrics=mf.evaluate(dense) if mf.has_evaluate else {}))
 
     # 2. rounds of sparsify → rebuild
     specs: list[Path] = []
@@ -560,7 +633,10 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
         start.load_state_dict(current.state_dict())
         run_prune(mf, prune_dir, lr=lr, lam=lam, epochs=epochs, n_p=n_p, seed=seed, device=device,
                   start_model=start, command="design/prune")
-        _, spec = run_reconstruct(prune_dir, design_dir, strategy, inherit, latency=False, prior_specs=specs)
+        def rebuild():  # rank 0 writes the spec; every rank then builds from it
+            run_reconstruct(prune_dir, design_dir, strategy, inherit, latency=False, prior_specs=specs)
+
+        on_main(rebuild)
         specs.append(design_dir / "spec.json")
         if r < rounds:
             current, _ = run_train(mf, out_dir / f"train-{r}", specs=specs, epochs=train_epochs, seed=seed,
@@ -576,7 +652,8 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
     compact = compact.cpu()
     _check_runs(compact, mf, reference=dense)
     with err.status("evaluating and measuring the compact model"):
-        after = summarize(compact, inputs, latency=latency, metrics=mf.evaluate(compact) if mf.has_evaluate else {})
+        after = on_main(lambda: summarize(compact, inputs, latency=latency,
+                                          metrics=mf.evaluate(compact) if mf.has_evaluate else {}))
     elapsed = time.perf_counter() - started
     headline = mf.headline(before.metrics)
     summary = {
@@ -587,7 +664,7 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
         "compact_weights": str(out_dir / "train" / "weights.safetensors"),
         "seconds": elapsed,
     }
-    atomic_write_json(out_dir / "summary.json", summary)
+    on_main(lambda: atomic_write_json(out_dir / "summary.json", summary))
     out.print(comparison_table(before, after, title=f"{mf.path.name}: dense vs compact (-{strategy})"))
     if headline:
         out.print(f"{headline}: {before.metrics[headline]:.4g} → {after.metrics.get(headline, float('nan')):.4g} "

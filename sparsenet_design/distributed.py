@@ -198,7 +198,9 @@ def on_main(fn: Callable[[], T]) -> T:
             raise failure
     outcome = broadcast_object(outcome)
     if outcome[0] == "error":
-        raise outcome[1]
+        error = outcome[1]
+        error.from_rank0 = True  # already reported by rank 0
+        raise error
     return outcome[1]
 
 

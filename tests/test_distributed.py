@@ -185,6 +185,7 @@ def killed(tmp_path_factory):
     return base / "run"
 
 
+@pytest.mark.slow
 def test_interrupted_two_process_run_resumes_on_one_process(killed, single, tmp_path):
     from sparsenet_design.checkpoint import load_checkpoint
 
@@ -211,6 +212,42 @@ def test_interrupted_two_process_run_resumes_exactly_on_two(killed, two, tmp_pat
     for k in straight:  # same processes, same order of operations: exactly the same
         assert torch.equal(resumed[k], straight[k]), k
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+
+
+def test_cli_nproc_run_killed_then_resumed_on_one_process(tmp_path):
+    """``sdesign prune --nproc 2`` (torchrun --standalone, gloo) dies in epoch 2;
+    ``--resume`` on one process finishes it with the weights of a one-process run."""
+    from click.testing import CliRunner
+
+    from sparsenet_design.checkpoint import load_checkpoint, read_weights
+    from sparsenet_design.cli import main
+
+    tiny = ROOT / "examples" / "tiny_mlp.py"
+    args = ["prune", str(tiny), "--lr", "0.1", "--lam", "2e-2", "--epochs", "3", "--n-p", "1",
+            "--checkpoint-every", "4", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SDESIGN_CRASH_AFTER_STEPS": "15", "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run([sys.executable, "-m", "sparsenet_design.cli", "-q", *args, "--nproc", "2",
+                             "--out", str(tmp_path / "killed")],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+    assert killed.returncode != 0, killed.stdout + killed.stderr
+    assert "torch.distributed.run" in killed.stderr  # it really went through torchrun
+    _, state = load_checkpoint(tmp_path / "killed" / "checkpoint" / "last.safetensors")
+    assert (state["epoch"], state["step"], state["batches_done"], state["world_size"]) == (1, 12, 4, 2)
+    config = json.loads((tmp_path / "killed" / "config.json").read_text())
+    assert "nproc" not in config["args"]  # the recorded run does not depend on the process count
+
+    def invoke(*extra):
+        result = CliRunner().invoke(main, ["-q", *args, *extra], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output + repr(result.exception)
+
+    invoke("--resume", "--out", tmp_path / "killed")
+    invoke("--out", tmp_path / "straight")
+    a = read_weights(tmp_path / "straight" / "sparse.safetensors")
+    b = read_weights(tmp_path / "killed" / "sparse.safetensors")
+    assert_close_states(b, a)
+    assert sum(int((v == 0).sum()) for v in b.values()) > 0
+    metrics = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
 
 
