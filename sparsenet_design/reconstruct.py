@@ -13,7 +13,7 @@ from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .resize import resize_module, resize_tensor, set_submodule, set_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .trace import on_meta, to_meta, trace
+from .trace import eval_mode, on_meta, to_meta, trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
 MAX_REPAIRS = 8
@@ -239,7 +239,7 @@ class _CallStack:
 def _run(model: nn.Module, inputs: tuple) -> tuple[list | None, str | None, Exception | None]:
     hooks = _CallStack(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             out = model(*inputs)
         return _shapes(out), None, None
     except Exception as exc:

@@ -22,6 +22,7 @@ import inspect
 import linecache
 import os
 import traceback
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -144,7 +145,9 @@ def _concrete(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.G
     concrete_args.update(_defaults_beyond(model, inputs))
     tracer = _ConcreteTracer(leaves)
     try:
-        graph = tracer.trace(model, meta_args=meta_args, concrete_args=concrete_args or None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the meta tracer warns on every op it can't see through
+            graph = tracer.trace(model, meta_args=meta_args, concrete_args=concrete_args or None)
     except Exception as exc:
         exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
         raise
@@ -185,8 +188,21 @@ def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
     # placeholders that the example inputs don't cover keep their defaults
     for node in placeholders[len(args):]:
         args.append(node.args[0] if node.args else None)
-    with torch.no_grad(), on_meta(gm):
+    with torch.no_grad(), on_meta(gm), eval_mode(gm):
         _MetaShapes(gm).run(*args)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """Run in eval mode (BatchNorm on a batch of one 1×1 map, dropout) and restore
+    each submodule's own mode afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @contextlib.contextmanager

@@ -229,3 +229,10 @@ def test_keyword_defaults_trace_as_constants():
     assert t.method == "symbolic"
     compact, _ = reconstruct(model, (torch.randn(1, 3, 4, 4),), densities=uniform(model, 0.25))
     assert compact.a.out_channels == 4
+
+
+def test_batch_of_one_with_batchnorm_on_1x1_maps_in_training_mode():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 2)).train()
+    compact, _ = reconstruct(model, (torch.randn(1, 3, 3, 3),), densities=uniform(model, 0.25))
+    assert compact[0].out_channels == compact[1].num_features == 4
+    assert model.training and compact.training  # modes are restored
