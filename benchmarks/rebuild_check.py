@@ -8,6 +8,8 @@ shapes as the compact one.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import tempfile
 import time
@@ -78,6 +80,16 @@ def random_densities(model: nn.Module, seed: int, low: float = 0.05) -> dict[str
     return {path: round(low + (1 - low) * rng.random(), 4) for path, _ in prunable_layers(model)}
 
 
+_counter = itertools.count()
+
+
+@functools.cache
+def _scratch_dir() -> Path:
+    tmp = tempfile.TemporaryDirectory(prefix="rebuild-check-")
+    _scratch_dir.keep = tmp  # removed when the process exits
+    return Path(tmp.name)
+
+
 def _repairs(spec: DesignSpec) -> list[str]:
     note = next((n for n in spec.notes if n.startswith("the first rebuild did not run")), None)
     if note is None:
@@ -123,9 +135,9 @@ def check_rebuild(
     after = param_count(compact)
     if after > before or (strict and after >= before):
         raise RebuildCheckError("params", f"compact model has {after} parameters, original {before}")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = spec.save(Path(tmp) / "spec.json")
-        loaded = DesignSpec.load(path)
+    path = spec.save(_scratch_dir() / f"spec-{next(_counter)}.json")
+    loaded = DesignSpec.load(path)
+    path.unlink()
     try:
         rebuilt = apply_spec(build_model().eval(), loaded).eval()
         with torch.no_grad():

@@ -1,0 +1,96 @@
+"""Reconstruction on representative real architectures (torchvision + hand-written).
+
+Fast part: a few small torchvision models at a small input and the nets of
+``benchmarks/zoo_models.py``. Slow part (``-m slow``): the whole zoo, as in
+``benchmarks/zoo_coverage.py``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+torchvision = pytest.importorskip("torchvision")
+
+from rebuild_check import check_rebuild, random_densities  # noqa: E402
+from zoo_models import ZOO_MODELS  # noqa: E402
+
+
+def _tiny_vit():
+    return torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
+
+
+FAST = {
+    "resnet18": (lambda: torchvision.models.resnet18(weights=None), (1, 3, 32, 32)),
+    "mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(weights=None), (1, 3, 32, 32)),
+    "shufflenet_v2_x0_5": (lambda: torchvision.models.shufflenet_v2_x0_5(weights=None), (1, 3, 32, 32)),
+    "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), (1, 3, 48, 48)),
+    "efficientnet_b0": (lambda: torchvision.models.efficientnet_b0(weights=None), (1, 3, 32, 32)),
+    "torchvision_vit": (_tiny_vit, (1, 3, 32, 32)),
+    **ZOO_MODELS,
+}
+
+
+def _seeded(build):
+    def make():
+        torch.manual_seed(0)
+        return build().eval()
+
+    return make
+
+
+@pytest.mark.parametrize("strategy", ["min", "max"])
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_rebuild_small_zoo(name, strategy):
+    build, shape = FAST[name]
+    make = _seeded(build)
+    model = make()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    densities = random_densities(model, seed=1)
+    res = check_rebuild(make, x, densities, strategy, strict=True, model=model)
+    # random densities average ~0.5, so min must cut deep; max at least a little
+    assert res.params_after < res.params_before
+    if strategy == "min":
+        assert res.ratio < 0.9, f"{name}: min kept {res.ratio:.0%} of the parameters"
+
+
+def test_min_never_wider_than_max():
+    """For the same densities, every width chosen by min is ≤ the one chosen by max."""
+    build, shape = ZOO_MODELS["unet"]
+    model = build().eval()
+    x = torch.randn(*shape)
+    from sparsenet_design.reconstruct import reconstruct
+
+    densities = random_densities(model, seed=3)
+    _, lo = reconstruct(model, x, "min", densities, verify=False)
+    _, hi = reconstruct(model, x, "max", densities, verify=False)
+    for path, entry in lo.modules.items():
+        for attr, w in entry["widths"].items():
+            assert w <= hi.modules[path]["widths"][attr], (path, attr)
+
+
+def _zoo_ids():
+    try:
+        from zoo_coverage import zoo_names
+
+        return [f"{f}/{n}" for f, n in zoo_names()]
+    except Exception:  # torchvision layout changed: the test reports it
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", _zoo_ids())
+def test_full_zoo(model_id):
+    from zoo_coverage import check_model, failure_reason, rebuilt
+
+    family, name = model_id.split("/")
+    row = check_model((family, name, 0))
+    assert rebuilt(row), failure_reason(row)
