@@ -67,7 +67,24 @@ def sparsify_run(run_dir=None, resume=False, checkpoint_every=None, model=None):
 def _worker(out: str, run_dir: str, resume: str, checkpoint_every: str) -> None:
     torch.set_num_threads(1)
     from sparsenet_design import distributed
+    from sparsenet_design.errors import TrainingError
 
+    nan_rank = os.environ.get("TEST_NAN_ON_RANK")
+    if nan_rank is not None:  # this rank's loss turns NaN at its 9th batch (epoch 2)
+        global loss_fn
+        clean, calls = loss_fn, {"n": 0}
+
+        def loss_fn(model, batch):
+            calls["n"] += 1
+            value = clean(model, batch)
+            bad = calls["n"] == 9 and distributed.rank() == int(nan_rank)
+            return value * float("nan") if bad else value
+        try:
+            sparsify_run(run_dir, False, None)
+        except TrainingError as exc:
+            (Path(out) / f"rank{distributed.rank()}.err").write_text(str(exc))
+            raise SystemExit(3)
+        return
     model, result = sparsify_run(run_dir, resume == "1", int(checkpoint_every) or None)
     assert torch.distributed.is_initialized() and distributed.world_size() == 2
     torch.save({"state": model.state_dict(), "history": result.history,
@@ -249,6 +266,19 @@ def test_cli_nproc_run_killed_then_resumed_on_one_process(tmp_path):
     assert sum(int((v == 0).sum()) for v in b.values()) > 0
     metrics = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_every_rank_with_the_last_good_checkpoint(tmp_path):
+    from sparsenet_design.checkpoint import load_checkpoint
+
+    codes, outputs = launch(tmp_path / "out", tmp_path / "run", env_extra={"TEST_NAN_ON_RANK": "1"})
+    assert codes == [3, 3], "\n".join(outputs)  # both stop with a TrainingError, neither hangs
+    for r in (0, 1):
+        message = (tmp_path / "out" / f"rank{r}.err").read_text()
+        assert "epoch 2, step 9" in message and "after epoch 1" in message
+    weights, state = load_checkpoint(tmp_path / "run" / "checkpoint" / "last.safetensors")
+    assert state["epoch"] == 1 and all(torch.isfinite(w).all() for w in weights.values())
 
 
 # ---- data sharding, no processes needed ------------------------------------------------
