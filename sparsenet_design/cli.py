@@ -421,9 +421,17 @@ def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--plots/--no-plots", default=True, help="Write density plots under RUN/plots.")
-def report(run_dir, plots):
+@click.option("--html", is_flag=True, help="Also write RUN/report.html: one self-contained page with the plots.")
+@click.option("--design", "design_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=None, help="With --html: a reconstruct folder whose before/after widths to show.")
+def report(run_dir, plots, html, design_dir):
     """Per-layer density of a prune run, proposed widths under -min and -max, and plots."""
     run_report(run_dir, plots=plots)
+    if html:
+        from .html_report import write_html_report
+
+        path = write_html_report(run_dir, design_dir=design_dir)
+        click.echo(f"html report → {path}")
 
 
 # ---- reconstruct ----------------------------------------------------------------

@@ -189,3 +189,12 @@ def test_plugin_commands_are_listed():
     output = invoke("--help")
     for name, _ in cli_commands():
         assert name in output
+
+
+def test_report_html_writes_one_self_contained_page(pipeline):
+    out = invoke("report", pipeline["run"], "--no-plots", "--html", "--design", pipeline["design"])
+    page = pipeline["run"] / "report.html"
+    assert str(page) in out.replace("\n", "")
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") >= 2  # plots are inline
+    assert "http://" not in html and "https://" not in html  # nothing to fetch
