@@ -586,6 +586,12 @@ def _split_rule(ctx: RuleContext) -> None:
     nd = ctx.channels(x).ndim
     sizes = [v.shape[dim % nd] for v in values]
     outs = _split_outputs(ctx, x, dim, sizes, name)
+    if name in ("chunk", "tensor_split") or (name == "split" and isinstance(ctx.arg(1), int)):
+        # equal pieces stay equal: e.g. halves of a concatenation of two groups
+        full = [o.dims.get(dim % nd) for o, size in zip(outs, sizes) if size == sizes[0]]
+        for layout in full[1:]:
+            if full[0] is not None and layout is not None:
+                ctx.merge(full[0], layout, ctx.describe())
     layout = ctx.channels(x).dims.get(dim % nd)
     spec = ctx.arg(1, "split_size_or_sections", ctx.arg(1, "split_size", ctx.arg(1, "chunks")))
     if layout is not None and name == "split" and spec is not None:

@@ -304,7 +304,8 @@ class _Builder:
                 self._get_attr(node)
             elif node.op == "output":
                 ctx = RuleContext(self, node, None)
-                ctx.pin(node.args[0], "model output")
+                # outputs may sit in tuples, lists and dicts
+                fx.node.map_arg(node.args[0], lambda n: ctx.pin(n, "model output") or n)
             else:
                 module = modules.get(node.target) if node.op == "call_module" else None
                 self._apply_rule(node, module)
