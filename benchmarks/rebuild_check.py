@@ -134,7 +134,9 @@ def check_rebuild(
         raise RebuildCheckError("shapes", f"compact output shapes {got}, original {expected}")
     after = param_count(compact)
     if after > before or (strict and after >= before):
-        raise RebuildCheckError("params", f"compact model has {after} parameters, original {before}")
+        repaired = _repairs(spec)
+        why = f" (the core pinned {', '.join(repaired)} after its first rebuild did not run)" if repaired else ""
+        raise RebuildCheckError("params", f"compact model has {after} parameters, original {before}{why}")
     path = spec.save(_scratch_dir() / f"spec-{next(_counter)}.json")
     loaded = DesignSpec.load(path)
     path.unlink()

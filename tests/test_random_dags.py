@@ -101,7 +101,7 @@ def test_residual_chain_shrinks(strategy):
     assert res.params_after < res.params_before
 
 
-# -- counterexamples the fuzz found (core bugs, reported; xfail until fixed) --------
+# -- counterexamples the fuzz found (core bugs, fixed in cb342c8): regression tests --------
 
 
 class _CatThenChunk(torch.nn.Module):
@@ -117,7 +117,6 @@ class _CatThenChunk(torch.nn.Module):
         return self.head(self.bn(q))
 
 
-@pytest.mark.xfail(reason="core: chunk/split of a cat maps halves to segments without tying their widths", strict=False)
 def test_chunk_of_concat_with_unequal_densities():
     from sparsenet_design.reconstruct import reconstruct
 
@@ -135,7 +134,6 @@ class _TupleOut(torch.nn.Module):
         return (self.b(self.a(x)),)
 
 
-@pytest.mark.xfail(reason="core: tensors returned inside a tuple/list/dict are not pinned as outputs", strict=False)
 def test_outputs_inside_containers_are_pinned_not_repaired():
     """Without the output pin the widths of ``b`` change, verification pins every
     top-level module and nothing is compressed (all detection/segmentation models)."""
