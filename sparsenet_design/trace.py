@@ -184,12 +184,18 @@ class _MetaShapes(fx.Interpreter):
 
 def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    args = list(to_meta(inputs))
     # placeholders that the example inputs don't cover keep their defaults
-    for node in placeholders[len(args):]:
-        args.append(node.args[0] if node.args else None)
-    with torch.no_grad(), on_meta(gm), eval_mode(gm):
-        _MetaShapes(gm).run(*args)
+    defaults = [node.args[0] if node.args else None for node in placeholders[len(inputs):]]
+    try:
+        with torch.no_grad(), on_meta(gm), eval_mode(gm):
+            _MetaShapes(gm).run(*to_meta(inputs), *defaults)
+    except Exception:
+        # some code cannot run on meta tensors (a leaf module that branches on values):
+        # compute the shapes for real once, and keep only their meta shadows
+        with torch.no_grad(), eval_mode(gm):
+            _MetaShapes(gm).run(*inputs, *defaults)
+        for node in gm.graph.nodes:
+            node.meta["value"] = to_meta(node.meta.get("value"))
 
 
 @contextlib.contextmanager
