@@ -93,10 +93,9 @@ def write_markdown(path: Path, command: str, results: list[dict], wall: float, w
         "",
         f"Examples where the core's first rebuild did not run and its verification pinned modules to repair "
         f"it: {len(repaired)} ({len(repaired_multi)} of them return several outputs, out of {len(multi)} such "
-        "networks). These pass the property but lose compression: the core does not pin tensors returned "
-        "inside a tuple/list/dict (only a bare tensor output), so their widths change, the verification run "
-        "sees changed output shapes and pins whole top-level modules (`tests/test_random_dags.py::"
-        "test_outputs_inside_containers_are_pinned_not_repaired`).",
+        "networks)."
+        + (" These pass the property but lose compression; a repair means a channel rule is wrong or missing."
+           if repaired else ""),
         "",
     ]
     if stages:

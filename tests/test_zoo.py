@@ -129,9 +129,9 @@ def test_untraceable_code_names_module_line_and_way_out():
     assert "leaf" in msg
 
 
-@pytest.mark.xfail(reason="core: the meta shape pass runs leaf modules on meta tensors, so the suggested "
-                          "leaf-module way out fails on value-dependent code", strict=False)
 def test_leaf_module_way_out_works():
+    """The way out the error suggests works (it failed before core b5ffdc0: the meta
+    shape pass ran the leaf's value-dependent code on meta tensors)."""
     from sparsenet_design.reconstruct import reconstruct
 
     model, x = _Gated().eval(), torch.randn(1, 3, 8, 8)
