@@ -39,6 +39,15 @@ FAST = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small inputs: one thread is as fast and does not spin on a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _seeded(build):
     def make():
         torch.manual_seed(0)
