@@ -11,9 +11,9 @@ from .channel_graph import ChannelGraph, build_channel_graph
 from .density import density_report
 from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
-from .resize import resize_module, resize_tensor, set_submodule, set_tensor
+from .resize import resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .trace import eval_mode, on_meta, to_meta, trace
+from .trace import eval_mode, on_meta, small_inputs, to_meta, trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
 MAX_REPAIRS = 8
@@ -167,23 +167,19 @@ def _check_against(model: nn.Module, spec: DesignSpec) -> None:
 
 
 def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True) -> nn.Module:
-    changed = [p for p, e in spec.modules.items() if e["widths"] != e["original"]]
-    # don't copy the tensors of layers that are replaced anyway
-    memo = {}
-    for path in changed:
-        for t in list(model.get_submodule(path).parameters(recurse=False)) + list(
-            model.get_submodule(path).buffers(recurse=False)
-        ):
-            memo[id(t)] = None
-    compact = copy.deepcopy(model, memo)
-    for path in changed:
-        entry = spec.modules[path]
-        module = model.get_submodule(path)
-        set_submodule(compact, path, resize_module(module, entry["widths"], (indices or {}).get(path), fresh))
+    # the resized layers and tensors go straight into the copy (deepcopy's memo), so
+    # the layers being replaced are never copied
+    memo: dict[int, object] = {}
+    for path, entry in spec.modules.items():
+        if entry["widths"] != entry["original"]:
+            module = model.get_submodule(path)
+            memo[id(module)] = resize_module(module, entry["widths"], (indices or {}).get(path), fresh)
     for path, entry in spec.params.items():
         parent_path, _, name = path.rpartition(".")
-        parent = compact.get_submodule(parent_path) if parent_path else compact
-        set_tensor(compact, path, resize_tensor(getattr(parent, name).detach(), entry["widths"]))
+        old = getattr(model.get_submodule(parent_path) if parent_path else model, name)
+        new = resize_tensor(old.detach(), entry["widths"]).clone()
+        memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
+    compact = copy.deepcopy(model, memo)
     for key, entry in spec.attributes.items():
         path, _, attr = key.rpartition(".")
         owner = compact.get_submodule(path)
@@ -297,6 +293,7 @@ def reconstruct(
     extra_pins: list[str] = []
     run_inputs = _to_device_of(model, inputs)
     meta_inputs = to_meta(inputs)
+    small = small_inputs(inputs)
     for attempt in range(MAX_REPAIRS + 1):
         graph = build_channel_graph(traced, list(pinned) + extra_pins)
         decisions = resolve_widths(graph, measured, strategy, overrides)
@@ -308,9 +305,12 @@ def reconstruct(
         if not verify:
             return _build(model, spec, indices, fresh=not inherit), spec
         compact = _build(model, spec, indices, fresh=not inherit)
-        # check on the meta device first (no compute), for real only if that fails
-        with on_meta(compact):
-            got, where, exc = _run(compact, meta_inputs)
+        # small inputs: one real forward pass is cheapest; else shapes on the meta
+        # device first, and for real only if that fails
+        got = None
+        if not small:
+            with on_meta(compact):
+                got, where, exc = _run(compact, meta_inputs)
         if got is None or got != expected:
             got, where, exc = _run(compact, run_inputs)
         if got is not None and got == expected:

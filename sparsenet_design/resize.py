@@ -89,6 +89,19 @@ def _select(t: torch.Tensor, dim: int, size: int, idx: torch.Tensor | None) -> t
     return t.index_select(dim, idx.to(t.device))
 
 
+def _shallow_clone(module: nn.Module) -> nn.Module:
+    """A new module object of the same class sharing nothing mutable with ``module``
+    but its non-tensor attributes (a leaf layer: its tensors are replaced next)."""
+    new = module.__class__.__new__(module.__class__)
+    new.__dict__ = module.__dict__.copy()
+    for key, value in module.__dict__.items():
+        if isinstance(value, (dict, set, list)):
+            new.__dict__[key] = copy.copy(value)
+    for name, child in module._modules.items():
+        new._modules[name] = copy.deepcopy(child) if child is not None else None
+    return new
+
+
 def resize_tensor(t: torch.Tensor, new_shape, indices: Mapping[int, torch.Tensor | None] | None = None) -> torch.Tensor:
     """Keep the first entries (or ``indices[dim]``) along every dimension that shrinks."""
     for d, size in enumerate(new_shape):
@@ -118,9 +131,7 @@ def resize_module(
             f"don't know how to resize {type(module).__name__}; register its tensors with "
             "sparsenet_design.resize.register_param_dims or a resizer with register_resizer"
         )
-    # copy everything but the tensors that get new shapes (they are rebuilt below)
-    memo = {id(getattr(module, name)): None for name in dims if isinstance(getattr(module, name, None), torch.Tensor)}
-    new = copy.deepcopy(module, memo)
+    new = _shallow_clone(module)
     for attr, value in widths.items():
         setattr(new, attr, (value,) if attr == "normalized_shape" else value)
     groups = getattr(new, "groups", 1)
@@ -148,19 +159,3 @@ def resize_module(
     if fresh and hasattr(new, "reset_parameters"):
         new.reset_parameters()
     return new
-
-
-def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, name, module)
-
-
-def set_tensor(root: nn.Module, path: str, value: torch.Tensor) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    old = getattr(parent, name)
-    if isinstance(old, nn.Parameter):
-        setattr(parent, name, nn.Parameter(value.clone(), requires_grad=old.requires_grad))
-    else:
-        parent.register_buffer(name, value.clone())

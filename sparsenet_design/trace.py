@@ -182,20 +182,46 @@ class _MetaShapes(fx.Interpreter):
         return result
 
 
+# Below this many input elements a real forward pass is cheaper than the same pass
+# on meta tensors (whose shape functions run in Python): 1×3×224×224 is 150k.
+REAL_PASS_MAX_NUMEL = 300_000
+
+
+def small_inputs(inputs) -> bool:
+    tensors = [t for t in _flat(inputs) if isinstance(t, torch.Tensor)]
+    return sum(t.numel() for t in tensors) <= REAL_PASS_MAX_NUMEL
+
+
+def _flat(value):
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _flat(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _flat(v)]
+    return [value]
+
+
 def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     # placeholders that the example inputs don't cover keep their defaults
     defaults = [node.args[0] if node.args else None for node in placeholders[len(inputs):]]
-    try:
+
+    def on_meta_device():
         with torch.no_grad(), on_meta(gm), eval_mode(gm):
             _MetaShapes(gm).run(*to_meta(inputs), *defaults)
-    except Exception:
-        # some code cannot run on meta tensors (a leaf module that branches on values):
-        # compute the shapes for real once, and keep only their meta shadows
+
+    def for_real():
+        # keep only meta shadows of the values
         with torch.no_grad(), eval_mode(gm):
             _MetaShapes(gm).run(*inputs, *defaults)
         for node in gm.graph.nodes:
             node.meta["value"] = to_meta(node.meta.get("value"))
+
+    first, second = (for_real, on_meta_device) if small_inputs(inputs) else (on_meta_device, for_real)
+    try:
+        first()
+    except Exception:
+        # e.g. a leaf module that branches on values cannot run on meta tensors
+        second()
 
 
 @contextlib.contextmanager
