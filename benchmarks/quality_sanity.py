@@ -31,15 +31,18 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--synthetic", type=int, default=2000, help="synthetic triplets in the training mix")
+    ap.add_argument("--video-repeat", type=int, default=1, help="how often the video triplets appear per epoch")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
     s = Settings(width=args.width, kernel_size=5, dilation=1, spec=None)
     model = build_cdfi(s).to(args.device)
-    data = ConcatDataset([
-        SyntheticTriplets(2000, (args.crop, args.crop), max_motion=8, seed=0),
-        TripletDataset(triplets_from_frames(DATA / "video_frames"), crop=(args.crop, args.crop), augment=True, seed=0),
-    ])
+    video = TripletDataset(triplets_from_frames(DATA / "video_frames"), crop=(args.crop, args.crop), augment=True, seed=0)
+    parts = [video] * args.video_repeat
+    if args.synthetic:
+        parts.append(SyntheticTriplets(args.synthetic, (args.crop, args.crop), max_motion=8, seed=0))
+    data = ConcatDataset(parts)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_triplets, drop_last=True)
     optimizer, _ = make_optimizer(model.parameters())
     loss_fn = InterpolationLoss(None, 0.0, 0.01)
