@@ -190,8 +190,22 @@ def header(title: str, command: str) -> list[str]:
         f"- machine: {machine()}",
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"- torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}",
+        f"- core: {_core_revision()}",
         "",
     ]
+
+
+def _core_revision() -> str:
+    """Commit of the checkout, and whether the core has uncommitted edits."""
+    root = HERE.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "sparsenet_design"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except Exception:
+        return "unknown"
+    return f"commit {rev}" + (" + uncommitted edits in sparsenet_design/" if dirty else "")
 
 
 def _pct(res: dict) -> str:
