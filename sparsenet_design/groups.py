@@ -86,7 +86,14 @@ class GroupTable:
         return sorted({self.root(g) for g in range(len(self.groups))})
 
     def members(self, root: int) -> list[int]:
-        return [g for g in range(len(self.groups)) if self.root(g) == root]
+        return self.members_by_root().get(root, [])
+
+    def members_by_root(self) -> dict[int, list[int]]:
+        """Every class's member groups, in one pass."""
+        out: dict[int, list[int]] = {}
+        for g in range(len(self.groups)):
+            out.setdefault(self.root(g), []).append(g)
+        return out
 
     # -- constraints ------------------------------------------------------
     def width0(self, segment: Segment) -> Fraction:
@@ -137,10 +144,10 @@ class GroupTable:
         )
 
     # -- resolution ----------------------------------------------------------
-    def step(self, root: int) -> int:
+    def step(self, root: int, members: list[int] | None = None) -> int:
         """The smallest width step: ``width(root)`` must be a multiple of it."""
         qs = set(self.multipliers.get(root, ()))
-        for g in self.members(root):
+        for g in self.members(root) if members is None else members:
             qs.add(self.find(g)[1])
         m = 1
         for q in qs:

@@ -66,15 +66,16 @@ def resolve_widths(
     table = graph.table
     overrides = dict(overrides or {})
     decisions: dict[int, GroupDecision] = {}
-    for root in table.roots():
+    members = table.members_by_root()
+    for root in sorted(members):
         info = table.groups[root]
-        step = table.step(root)
+        step = table.step(root, members[root])
         props = table.proposals[root]
         decision = GroupDecision(
             root, info.label, info.width, info.width, step,
             [(p.layer, p.role, float(p.width)) for p in props], list(info.pinned),
         )
-        member_labels = {table.groups[g].label for g in table.members(root)} if overrides else set()
+        member_labels = {table.groups[g].label for g in members[root]} if overrides else set()
         chosen = next((overrides[label] for label in member_labels if label in overrides), strategy)
         if props and not info.pinned:
             target = math.ceil(round(float(STRATEGIES[chosen]([p.width for p in props])), 9))
