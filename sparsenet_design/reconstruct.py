@@ -13,7 +13,7 @@ from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .resize import resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .trace import eval_mode, on_meta, small_inputs, to_meta, trace
+from .trace import cheap_to_run, eval_mode, on_meta, to_meta, trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
 MAX_REPAIRS = 8
@@ -293,7 +293,7 @@ def reconstruct(
     extra_pins: list[str] = []
     run_inputs = _to_device_of(model, inputs)
     meta_inputs = to_meta(inputs)
-    small = small_inputs(inputs)
+    small = cheap_to_run(model, inputs)
     for attempt in range(MAX_REPAIRS + 1):
         graph = build_channel_graph(traced, list(pinned) + extra_pins)
         decisions = resolve_widths(graph, measured, strategy, overrides)

@@ -182,14 +182,17 @@ class _MetaShapes(fx.Interpreter):
         return result
 
 
-# Below this many input elements a real forward pass is cheaper than the same pass
-# on meta tensors (whose shape functions run in Python): 1×3×224×224 is 150k.
+# Below these sizes a real forward pass is cheaper than the same pass on meta
+# tensors (whose shape functions run in Python): 1×3×224×224 is 150k inputs.
 REAL_PASS_MAX_NUMEL = 300_000
+REAL_PASS_MAX_PARAMS = 50_000_000
 
 
-def small_inputs(inputs) -> bool:
+def cheap_to_run(model: nn.Module, inputs) -> bool:
     tensors = [t for t in _flat(inputs) if isinstance(t, torch.Tensor)]
-    return sum(t.numel() for t in tensors) <= REAL_PASS_MAX_NUMEL
+    if sum(t.numel() for t in tensors) > REAL_PASS_MAX_NUMEL:
+        return False
+    return sum(p.numel() for p in model.parameters()) <= REAL_PASS_MAX_PARAMS
 
 
 def _flat(value):
@@ -216,7 +219,7 @@ def _record_shapes(gm: fx.GraphModule, model: nn.Module, inputs: tuple) -> None:
         for node in gm.graph.nodes:
             node.meta["value"] = to_meta(node.meta.get("value"))
 
-    first, second = (for_real, on_meta_device) if small_inputs(inputs) else (on_meta_device, for_real)
+    first, second = (for_real, on_meta_device) if cheap_to_run(gm, inputs) else (on_meta_device, for_real)
     try:
         first()
     except Exception:
