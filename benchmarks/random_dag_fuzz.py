@@ -34,13 +34,6 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
-    # The core re-scans installed entry points on every trace (load_plugins);
-    # scanning once per process changes nothing else and saves a third of the time.
-    import sparsenet_design.trace as trace_mod
-    from sparsenet_design.plugins import load_plugins
-
-    load_plugins()
-    trace_mod.load_plugins = lambda: []
 
 
 def check_seed(seed: int) -> dict:

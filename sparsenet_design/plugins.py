@@ -21,22 +21,23 @@ PLUGIN_GROUP = "sparsenet_design.plugins"
 CLI_GROUP = "sparsenet_design.cli"
 
 log = logging.getLogger(__name__)
-_loaded = False
+_loaded: list[str] | None = None
 
 
 def load_plugins() -> list[str]:
-    """Import and register every installed plugin (once). Returns their names."""
+    """Import and register every installed plugin (once: scanning entry points is
+    slow, so later calls return the names found the first time)."""
     global _loaded
-    names = [ep.name for ep in entry_points(group=PLUGIN_GROUP)]
-    if _loaded:
-        return names
-    _loaded = True
-    for ep in entry_points(group=PLUGIN_GROUP):
+    if _loaded is not None:
+        return list(_loaded)
+    found = list(entry_points(group=PLUGIN_GROUP))
+    _loaded = [ep.name for ep in found]
+    for ep in found:
         try:
             ep.load()()
         except Exception as exc:  # a broken plugin must not break the core
             log.warning("sparsenet-design plugin %r failed to load: %s", ep.name, exc)
-    return names
+    return list(_loaded)
 
 
 def cli_commands():

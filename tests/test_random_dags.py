@@ -25,19 +25,11 @@ from strategies import Op, Recipe, build_net, dag_recipes, random_recipe  # noqa
 
 @pytest.fixture(scope="module", autouse=True)
 def _fast_tiny_rebuilds():
-    """Tiny networks run much faster on one thread (no thread wake-ups on a busy
-    machine); and the core re-scans installed entry points on every trace (a third
-    of the time of these rebuilds), while scanning once changes nothing else."""
-    import sparsenet_design.trace as trace_mod
-    from sparsenet_design.plugins import load_plugins
-
-    load_plugins()
-    saved, trace_mod.load_plugins = trace_mod.load_plugins, lambda: []
+    """Tiny networks run much faster on one thread (no thread wake-ups on a busy machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    trace_mod.load_plugins = saved
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
