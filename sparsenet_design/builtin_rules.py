@@ -132,7 +132,8 @@ def _dims_of(dim, ndim: int) -> list[int]:
 # ---------------------------------------------------------------- layers
 
 
-def _conv_like(ctx: RuleContext, transposed: bool) -> None:
+def _conv_like(ctx: RuleContext) -> None:
+    """Conv and transposed conv: the same channel coupling (weights differ, see resize.py)."""
     m = ctx.module
     x = ctx.arg(0, "input")
     lin = ctx.layout(x, 1)
@@ -157,10 +158,8 @@ def _conv_like(ctx: RuleContext, transposed: bool) -> None:
     ctx.set_output(info)
 
 
-for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-    register_module_rule(_cls, lambda ctx: _conv_like(ctx, transposed=False))
-for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-    register_module_rule(_cls, lambda ctx: _conv_like(ctx, transposed=True))
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    register_module_rule(_cls, _conv_like)
 
 
 @register_module_rule(nn.Linear)
@@ -555,7 +554,7 @@ def _slice_layout(ctx: RuleContext, layout: Layout, start: int, stop: int) -> La
     return tuple(picked) if picked else None
 
 
-def _split_outputs(ctx: RuleContext, x, dim: int, sizes: list[int], why: str) -> list[TensorInfo]:
+def _split_outputs(ctx: RuleContext, x, dim: int, sizes: list[int]) -> list[TensorInfo]:
     info = ctx.channels(x)
     nd = info.ndim
     dim %= nd
@@ -579,13 +578,10 @@ def _split_rule(ctx: RuleContext) -> None:
     x = ctx.arg(0)
     name = ctx.node.target if isinstance(ctx.node.target, str) else ctx.node.target.__name__
     values = ctx.value()
-    if name in ("chunk", "tensor_split"):
-        dim = ctx.arg(2, "dim", 0)
-    else:
-        dim = ctx.arg(2, "dim", 0)
+    dim = ctx.arg(2, "dim", 0)
     nd = ctx.channels(x).ndim
     sizes = [v.shape[dim % nd] for v in values]
-    outs = _split_outputs(ctx, x, dim, sizes, name)
+    outs = _split_outputs(ctx, x, dim, sizes)
     if name in ("chunk", "tensor_split") or (name == "split" and isinstance(ctx.arg(1), int)):
         # equal pieces stay equal: e.g. halves of a concatenation of two groups
         full = [o.dims.get(dim % nd) for o, size in zip(outs, sizes) if size == sizes[0]]
