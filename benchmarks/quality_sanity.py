@@ -33,18 +33,29 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--synthetic", type=int, default=2000, help="synthetic triplets in the training mix")
     ap.add_argument("--video-repeat", type=int, default=1, help="how often the video triplets appear per epoch")
+    ap.add_argument("--init", choices=("default", "average"), default="average",
+                    help="'average': start as the frame average (CDFI.start_from_average); 'default': paper init")
+    ap.add_argument("--video-strides", default="1,2",
+                    help="frame strides of the video triplets (2 = frames i, i+2, i+4: twice the motion)")
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
     s = Settings(width=args.width, kernel_size=5, dilation=1, spec=None)
-    model = build_cdfi(s).to(args.device)
-    video = TripletDataset(triplets_from_frames(DATA / "video_frames"), crop=(args.crop, args.crop), augment=True, seed=0)
+    model = build_cdfi(s)
+    if args.init == "average":
+        model.start_from_average()
+    model = model.to(args.device)
+    frames = DATA / "video_frames"
+    spaced = [t for k in args.video_strides.split(",") for t in triplets_from_frames(frames, spacing=int(k))]
+    video = TripletDataset(spaced,
+                           crop=(args.crop, args.crop), augment=True, seed=0)
     parts = [video] * args.video_repeat
     if args.synthetic:
         parts.append(SyntheticTriplets(args.synthetic, (args.crop, args.crop), max_motion=8, seed=0))
     data = ConcatDataset(parts)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_triplets, drop_last=True)
-    optimizer, _ = make_optimizer(model.parameters())
+    optimizer, _ = make_optimizer(model.parameters(), lr=args.lr)
     loss_fn = InterpolationLoss(None, 0.0, 0.01)
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < args.minutes * 60:
@@ -61,12 +72,13 @@ def main() -> None:
                 break
     trained_s = time.perf_counter() - start
     triplets = find_middlebury(DATA / "middlebury_others")
-    print(f"| model | params | training | Middlebury PSNR | SSIM |")
+    print("| model | params | training | Middlebury PSNR | SSIM |")
     print("|---|---|---|---|---|")
     for name, net in (("frame average", FrameAverage()), ("small CDFI", model)):
         interp = Interpolator(net, args.device)
         m = mean_scores(score_triplets(triplets, lambda t, a, b: interp(a, b)))
-        train = "–" if name == "frame average" else f"{steps} steps × {args.batch} × {args.crop}², {trained_s:.0f} s"
+        train = "–" if name == "frame average" else \
+            f"{steps} steps × {args.batch} × {args.crop}², init {args.init}, {trained_s:.0f} s"
         print(f"| {name} | {count_parameters(net) / 1e6:.3f}M | {train} | {m['psnr']:.3f} | {m['ssim']:.4f} |",
               flush=True)
 

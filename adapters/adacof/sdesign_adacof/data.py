@@ -143,17 +143,19 @@ def find_triplet_folders(root: str | os.PathLike) -> list[Triplet]:
     return triplets
 
 
-def triplets_from_frames(folder: str | os.PathLike, stride: int = 1) -> list[Triplet]:
-    """Triplets (i, i+1, i+2) cut from a folder of consecutive frames."""
+def triplets_from_frames(folder: str | os.PathLike, stride: int = 1, spacing: int = 1) -> list[Triplet]:
+    """Triplets (i, i+spacing, i+2·spacing) cut from a folder of consecutive frames,
+    one every ``stride`` frames (spacing 2 doubles the motion)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"frame folder {folder} does not exist; expected a folder of consecutive frames")
     files = image_files(folder)
-    if len(files) < 3:
-        raise DatasetError(f"{folder} holds {len(files)} image(s); cutting triplets needs at least 3 "
-                           "consecutive frames, sorted by name")
-    return [Triplet(files[i + 1].stem, files[i], files[i + 1], files[i + 2])
-            for i in range(0, len(files) - 2, stride)]
+    if len(files) < 2 * spacing + 1:
+        raise DatasetError(f"{folder} holds {len(files)} image(s); cutting triplets {spacing} frame(s) apart "
+                           f"needs at least {2 * spacing + 1} consecutive frames, sorted by name")
+    suffix = "" if spacing == 1 else f"_s{spacing}"
+    return [Triplet(files[i + spacing].stem + suffix, files[i], files[i + spacing], files[i + 2 * spacing])
+            for i in range(0, len(files) - 2 * spacing, stride)]
 
 
 def find_triplets(kind: str, root: str | os.PathLike, split: str = "test") -> list[Triplet]:

@@ -79,6 +79,11 @@ class AdaCoF(nn.Module):
         self.unet = AdaCoFUNet(self.kernel_size, widths)
         self.register_buffer("channel_mean", torch.tensor(CHANNEL_MEAN).view(1, 3, 1, 1), persistent=False)
 
+    def start_from_average(self, centre_weight: float = 0.99) -> "AdaCoF":
+        """Start as the frame average (see :meth:`AdaCoFUNet.start_from_average`)."""
+        self.unet.start_from_average(centre_weight)
+        return self
+
     def estimate(self, frame0: torch.Tensor, frame1: torch.Tensor) -> UNetOutput:
         """Run the U-Net on frames already padded to a multiple of 32."""
         return self.unet(torch.cat([frame0 - self.channel_mean, frame1 - self.channel_mean], dim=1))

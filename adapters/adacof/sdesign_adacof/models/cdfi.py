@@ -24,6 +24,8 @@ the frames are (DESIGN.md §4), instead of being stretched to the padded size.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +35,7 @@ from sparsenet_design.errors import SdesignError
 from ..ops.warp import adacof_warp
 from .adacof import CHANNEL_MEAN, AdaCoF, make_extras, pad_to_multiple
 from .published import CDFI_BLEND_WIDTHS, CDFI_GRID_CHANNELS, CDFI_PYRAMID_CHANNELS, CDFI_UNET_WIDTHS
-from .unet import AdaCoFUNet, head, hidden_widths
+from .unet import AdaCoFUNet, head, hidden_widths, last_conv
 
 
 def _prelu_conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -141,6 +143,19 @@ class CDFI(nn.Module):
         blend_widths = tuple(blend_widths or hidden_widths(unet.occlusion))
         self.blend = head(unet.decoder_width(), blend_widths, 1, nn.Sigmoid())
         self.synthesis = GridNet(6 + 2 * sum(pyramid_channels), 3, grid_channels)
+
+    @torch.no_grad()
+    def start_from_average(self, centre_weight: float = 0.99, synthesis_share: float = 0.01) -> "CDFI":
+        """Start close to the frame average: the U-Net as in
+        :meth:`AdaCoFUNet.start_from_average`, and path selection V2 giving the
+        (untrained) GridNet only ``synthesis_share`` of the output. Returns ``self``."""
+        if not 0 < synthesis_share < 1:
+            raise SdesignError(f"synthesis_share must be in (0, 1); got {synthesis_share}.")
+        self.unet.start_from_average(centre_weight)
+        last = last_conv(self.blend)
+        last.weight.zero_()
+        last.bias.fill_(math.log(synthesis_share / (1 - synthesis_share)))
+        return self
 
     def forward(self, frame0: torch.Tensor, frame1: torch.Tensor, return_extras: bool = False):
         height, width = frame0.shape[2], frame0.shape[3]

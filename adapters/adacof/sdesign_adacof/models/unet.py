@@ -16,6 +16,7 @@ read the widths back from the modules.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -68,8 +69,11 @@ def head(c_in: int, hidden: tuple[int, ...], c_out: int, final: nn.Module | None
 
 def out_channels(block: nn.Module) -> int:
     """Output width of a block: its last convolution's out_channels."""
-    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1].out_channels
+    return last_conv(block).out_channels
+
+
+def last_conv(block: nn.Module) -> nn.Conv2d:
+    return [m for m in block.modules() if isinstance(m, nn.Conv2d)][-1]
 
 
 def hidden_widths(block: nn.Module) -> tuple[int, ...]:
@@ -110,6 +114,26 @@ class AdaCoFUNet(nn.Module):
             final = nn.Softmax(dim=1) if name.startswith("weight") else None
             setattr(self, name, head(c_in, w[name], taps, final))
         self.occlusion = head(c_in, w["occlusion"], 1, nn.Sigmoid())
+
+    @torch.no_grad()
+    def start_from_average(self, centre_weight: float = 0.99) -> "AdaCoFUNet":
+        """Re-initialise the seven heads' last convs so the model starts as the
+        frame average: zero offsets, kernels with ``centre_weight`` on the centre
+        tap (the rest spread evenly), occlusion V = 0.5. The heads' last conv
+        weights become zero, so their inputs still get gradients after one step
+        (the zero-init residual idea). Meant for short training budgets; the
+        paper trains from the default init. Returns ``self``."""
+        if not 0 < centre_weight < 1:
+            raise SdesignError(f"centre_weight must be in (0, 1); got {centre_weight}.")
+        taps = self.kernel_size * self.kernel_size
+        centre_logit = math.log(centre_weight * (taps - 1) / (1 - centre_weight)) if taps > 1 else 0.0
+        for name in HEADS:
+            last = last_conv(getattr(self, name))
+            last.weight.zero_()
+            last.bias.zero_()
+            if name.startswith("weight"):
+                last.bias[taps // 2] = centre_logit
+        return self
 
     def encoder_widths(self) -> tuple[int, ...]:
         return tuple(out_channels(getattr(self, name)) for name in ENCODER)
