@@ -232,8 +232,7 @@ class RuleContext:
 
     def owner_path(self) -> str:
         """Path of the module whose forward code created this node ("" for the root)."""
-        stack = self.node.meta.get("nn_module_stack") or {}
-        return next(reversed(stack), "") if stack else ""
+        return self.node.meta.get("owner", "")
 
     def follow_constant(self, value: int | tuple[int], layout: Layout) -> bool:
         """A size written as ``value`` in forward code: if it is an int attribute (or a
@@ -294,9 +293,8 @@ class _Builder:
         self.attributes: dict[str, Layout] = {}
 
     def run(self) -> ChannelGraph:
-        gm = self.traced.graph_module
-        modules = dict(gm.named_modules())
-        for node in gm.graph.nodes:
+        modules = dict(self.traced.model.named_modules())
+        for node in self.traced.graph.nodes:
             if node.op == "placeholder":
                 value = node.meta.get("value")
                 self.info[node] = TensorInfo(value.dim()) if isinstance(value, torch.Tensor) else None

@@ -16,10 +16,13 @@ from fractions import Fraction
 from math import gcd
 
 
+ONE = Fraction(1)  # the common ratio and scale; compared by identity in hot paths
+
+
 @dataclass(frozen=True)
 class Segment:
     group: int
-    scale: Fraction = Fraction(1)
+    scale: Fraction = ONE
     part: int = 0
 
 
@@ -56,7 +59,7 @@ class GroupTable:
         gid = len(self.groups)
         self.groups.append(GroupInfo(int(width), label))
         self._parent.append(gid)
-        self._ratio.append(Fraction(1))
+        self._ratio.append(ONE)
         self.multipliers[gid] = set()
         self.proposals[gid] = []
         if pinned:
@@ -65,19 +68,25 @@ class GroupTable:
 
     def find(self, g: int) -> tuple[int, Fraction]:
         """``(root, r)`` with ``width(g) = r · width(root)``."""
-        r = Fraction(1)
+        parent = self._parent
+        if parent[g] == g:
+            return g, ONE
+        r = ONE
         path = []
-        while self._parent[g] != g:
+        while parent[g] != g:
             path.append(g)
-            r *= self._ratio[g]
-            g = self._parent[g]
+            ratio = self._ratio[g]
+            if ratio is not ONE:
+                r *= ratio
+            g = parent[g]
         # path compression
         acc = r
         for node in path:
-            self._parent[node], ratio = g, self._ratio[node]
-            self._ratio[node] = acc
-            acc /= ratio
-        return g, r
+            parent[node], ratio = g, self._ratio[node]
+            self._ratio[node] = ONE if acc == 1 else acc
+            if ratio is not ONE:
+                acc /= ratio
+        return g, (ONE if r == 1 else r)
 
     def root(self, g: int) -> int:
         return self.find(g)[0]
@@ -135,6 +144,8 @@ class GroupTable:
             return
         # width(rb) = (ka*sa)/(kb*sb) * width(ra)
         ratio = (ka * a.scale) / (kb * b.scale)
+        if ratio == 1:
+            ratio = ONE
         self._parent[rb] = ra
         self._ratio[rb] = ratio
         self.groups[ra].pinned.extend(p for p in self.groups[rb].pinned if p not in self.groups[ra].pinned)

@@ -1,7 +1,6 @@
 """``reconstruct``: sparse model → design spec + compact dense model; ``apply_spec``."""
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -11,9 +10,11 @@ from .channel_graph import ChannelGraph, build_channel_graph
 from .density import density_report
 from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
+from .module_copy import copy_module
 from .resize import resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .trace import cheap_to_run, eval_mode, on_meta, to_meta, trace
+from .shape_pass import cheap_to_run, eval_mode, on_meta, to_meta
+from .trace import trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
 MAX_REPAIRS = 8
@@ -86,8 +87,9 @@ def _make_spec(model, graph: ChannelGraph, decisions, strategy, densities, setti
         notes=list(graph.notes),
         settings=dict(settings),
     )
+    modules = dict(model.named_modules())
     for path, rec in graph.modules.items():
-        module = model.get_submodule(path)
+        module = modules[path]
         original = {a: _module_attr_value(module, a) for a in rec.attrs}
         widths = {a: layout_width(graph, layout, decisions) for a, layout in rec.attrs.items()}
         spec.modules[path] = {"class": rec.cls, "original": original, "widths": widths}
@@ -100,7 +102,7 @@ def _make_spec(model, graph: ChannelGraph, decisions, strategy, densities, setti
             spec.params[path] = {"original": shape, "widths": new}
     for key, layout in graph.attributes.items():
         path, _, attr = key.rpartition(".")
-        original = getattr(model.get_submodule(path), attr)
+        original = getattr(modules[path], attr)
         new = layout_width(graph, layout, decisions)
         if isinstance(original, (tuple, list)):
             original, new = [int(v) for v in original], [new]
@@ -179,7 +181,7 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True)
         old = getattr(model.get_submodule(parent_path) if parent_path else model, name)
         new = resize_tensor(old.detach(), entry["widths"]).clone()
         memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
-    compact = copy.deepcopy(model, memo)
+    compact = copy_module(model, memo)
     for key, entry in spec.attributes.items():
         path, _, attr = key.rpartition(".")
         owner = compact.get_submodule(path)
@@ -291,9 +293,6 @@ def reconstruct(
     traced = trace(model, inputs, leaf_modules)
     expected = _shapes(next(n for n in reversed(traced.graph.nodes) if n.op == "output").meta.get("value"))
     extra_pins: list[str] = []
-    run_inputs = _to_device_of(model, inputs)
-    meta_inputs = to_meta(inputs)
-    small = cheap_to_run(model, inputs)
     for attempt in range(MAX_REPAIRS + 1):
         graph = build_channel_graph(traced, list(pinned) + extra_pins)
         decisions = resolve_widths(graph, measured, strategy, overrides)
@@ -305,6 +304,10 @@ def reconstruct(
         if not verify:
             return _build(model, spec, indices, fresh=not inherit), spec
         compact = _build(model, spec, indices, fresh=not inherit)
+        if attempt == 0:
+            run_inputs = _to_device_of(model, inputs)
+            meta_inputs = to_meta(inputs)
+            small = cheap_to_run(model, inputs)
         # small inputs: one real forward pass is cheapest; else shapes on the meta
         # device first, and for real only if that fails
         got = None

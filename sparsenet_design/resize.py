@@ -8,10 +8,15 @@ whole resizer function (:func:`register_resizer`).
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
+
+from .module_copy import copy_module
+
+_CONTAINERS = (dict, OrderedDict, set, list)
 
 # class -> {tensor name: {dim: (width attribute, divided by groups?)}}
 _PARAM_DIMS: dict[type, dict[str, dict[int, tuple[str, bool]]]] = {}
@@ -93,12 +98,14 @@ def _shallow_clone(module: nn.Module) -> nn.Module:
     """A new module object of the same class sharing nothing mutable with ``module``
     but its non-tensor attributes (a leaf layer: its tensors are replaced next)."""
     new = module.__class__.__new__(module.__class__)
-    new.__dict__ = module.__dict__.copy()
-    for key, value in module.__dict__.items():
-        if isinstance(value, (dict, set, list)):
-            new.__dict__[key] = copy.copy(value)
-    for name, child in module._modules.items():
-        new._modules[name] = copy.deepcopy(child) if child is not None else None
+    state = module.__dict__.copy()
+    for key, value in state.items():
+        if type(value) in _CONTAINERS:
+            state[key] = type(value)() if not value else copy.copy(value)
+    state["_modules"] = {
+        name: None if child is None else copy_module(child) for name, child in module._modules.items()
+    }
+    new.__dict__ = state
     return new
 
 
@@ -133,7 +140,11 @@ def resize_module(
         )
     new = _shallow_clone(module)
     for attr, value in widths.items():
-        setattr(new, attr, (value,) if attr == "normalized_shape" else value)
+        value = (value,) if attr == "normalized_shape" else value
+        if attr in new.__dict__:
+            new.__dict__[attr] = value  # a plain attribute: no need for Module.__setattr__
+        else:
+            setattr(new, attr, value)
     groups = getattr(new, "groups", 1)
     for name, spec in dims.items():
         t = getattr(module, name, None)
@@ -152,10 +163,11 @@ def resize_module(
                     idx = None if (per_group and groups > 1) or not indices else indices.get(attr)
                     data = _select(data, dim, shape[dim], idx)
             data = data.clone()
+        # the name is already registered (the state was copied): replace the tensor in place
         if isinstance(t, nn.Parameter):
-            setattr(new, name, nn.Parameter(data, requires_grad=t.requires_grad))
+            new._parameters[name] = nn.Parameter(data, requires_grad=t.requires_grad)
         else:
-            new.register_buffer(name, data, persistent=name not in new._non_persistent_buffers_set)
+            new._buffers[name] = data
     if fresh and hasattr(new, "reset_parameters"):
         new.reset_parameters()
     return new

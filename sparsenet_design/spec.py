@@ -21,12 +21,19 @@ SPEC_VERSION = 1
 
 def architecture_fingerprint(model: nn.Module) -> str:
     """sha256 of every module's path and class and every tensor's path and shape."""
-    h = hashlib.sha256()
+    # one walk; the same order as named_modules(), then named_parameters(), then named_buffers()
+    modules, tensors = [], {"_parameters": [], "_buffers": []}
+    seen: set[int] = set()
     for name, module in model.named_modules():
-        h.update(f"{name}:{type(module).__name__};".encode())
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        h.update(f"{name}:{tuple(t.shape)};".encode())
-    return h.hexdigest()[:16]
+        modules.append(f"{name}:{type(module).__name__};")
+        prefix = f"{name}." if name else ""
+        for table, out in tensors.items():
+            for key, t in getattr(module, table).items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    out.append(f"{prefix}{key}:{tuple(t.shape)};")
+    text = "".join(modules) + "".join(tensors["_parameters"]) + "".join(tensors["_buffers"])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from .channel_graph import ChannelGraph
-from .groups import Layout
+from .groups import ONE, Layout
 
 STRATEGIES: dict[str, Callable[[list[Fraction]], Fraction]] = {
     "min": min,
@@ -87,10 +87,13 @@ def resolve_widths(
 
 def layout_width(graph: ChannelGraph, layout: Layout, decisions: Mapping[int, GroupDecision]) -> int:
     """New width of a layout given the group decisions."""
-    total = Fraction(0)
+    total = 0
     for seg in layout:
         root, r = graph.table.find(seg.group)
-        total += decisions[root].width * r * seg.scale
+        if r is ONE and seg.scale is ONE:
+            total += decisions[root].width
+        else:
+            total += decisions[root].width * r * seg.scale
     if total.denominator != 1:
         raise AssertionError(f"non-integer width {total} for layout {layout}")
     return int(total)
