@@ -4,9 +4,14 @@ Same models as ``zoo_coverage.py`` (torchvision classification, segmentation,
 detection backbones; the hand-written nets too), same example inputs, same
 worker process, one thread each, back to back:
 
-- ours: ``reconstruct(model, x, "min", densities, verify=False)`` (trace +
-  channel graph + width resolution + rebuild) and the same with ``verify=True``
-  (plus the check run of the compact model);
+- ours, analysis: ``design_spec(model, x, "min", densities)`` (trace + channel
+  graph + width resolution + spec; what ``build_dependency`` corresponds to);
+- ours, rebuild: ``reconstruct(..., verify=False)`` with ``inherit=True`` (the
+  compact model keeps the strongest channels: copies) and with fresh init (the
+  default, as the paper: every resized tensor drawn from the RNG), and the
+  default ``verify=True`` (plus the check run of the compact model);
+- the RNG floor: drawing the compact model's parameter count of uniform numbers
+  into fresh memory, which any fresh-init rebuild pays;
 - Torch-Pruning: ``tp.DependencyGraph().build_dependency(model, example_inputs=x)``
   (graph building only; no widths, no rebuild);
 - tracers: ``torch.fx.symbolic_trace``, the core's ``sparsenet_design.trace.trace``
@@ -54,7 +59,7 @@ def measure(job: tuple[str, str, int, int]) -> dict:
     from rebuild_check import random_densities
     from zoo_coverage import build, example_input
 
-    from sparsenet_design.reconstruct import reconstruct
+    from sparsenet_design.reconstruct import design_spec, reconstruct
     from sparsenet_design.trace import trace
 
     warnings.filterwarnings("ignore")
@@ -69,8 +74,16 @@ def measure(job: tuple[str, str, int, int]) -> dict:
             fn()
         except Exception:
             pass
+    try:
+        compact_params = sum(p.numel() for p in reconstruct(model, x, "min", densities, verify=False)[0].parameters())
+    except Exception:
+        compact_params = 0
+    row["compact_params"] = compact_params
     timings = {
+        "analysis": lambda: design_spec(model, x, "min", densities),
+        "inherit": lambda: reconstruct(model, x, "min", densities, inherit=True, verify=False),
         "ours": lambda: reconstruct(model, x, "min", densities, verify=False),
+        "rng_floor": lambda: torch.empty(compact_params).uniform_(-1, 1),
         "ours_verify": lambda: reconstruct(model, x, "min", densities, verify=True),
         "tp": lambda: tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False),
         "symbolic_trace": lambda: torch.fx.symbolic_trace(model),
@@ -101,49 +114,75 @@ def _versions() -> str:
         return "Torch-Pruning not installed"
 
 
+COLUMNS = (
+    ("analysis", "analysis (`design_spec`)"),
+    ("inherit", "rebuild, inherit=True"),
+    ("ours", "rebuild, fresh init"),
+    ("ours_verify", "rebuild, fresh init + verify"),
+)
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
 def write_speed(rows: list[dict], path: Path, command: str, repeats: int, wall: float) -> None:
     from zoo_coverage import header
 
     lines = header("Core vs Torch-Pruning: graph build + widths + rebuild time", command)
-    both = [r for r in rows if r.get("ours") and r.get("tp")]
-    faster = [r for r in both if r["ours"] < r["tp"]]
-    faster_v = [r for r in both if r.get("ours_verify") and r["ours_verify"] < r["tp"]]
-    ratios = sorted(r["ours"] / r["tp"] for r in both)
-    ratios_v = sorted(r["ours_verify"] / r["tp"] for r in both if r.get("ours_verify"))
     lines += [
         f"{_versions()} (benchmark dependency only). Each model in one worker process (1 thread), "
-        f"all timings back to back in that process; median of {repeats} runs after one warm-up. "
-        "*ours* = `reconstruct(model, x, 'min', densities, verify=False)`: trace + channel graph + √d widths + "
-        "rebuilt compact model (deep copy with resized layers); *ours + verify* adds the core's check run of the "
-        "compact model (meta device first). *TP* = `tp.DependencyGraph().build_dependency(model, "
-        "example_inputs=x)`, which only builds the dependency graph (no widths, no new model). Times in seconds. "
+        f"all timings back to back in that process; median of {repeats} runs after one warm-up; seconds. "
+        "*TP* = `tp.DependencyGraph().build_dependency(model, example_inputs=x)`: the dependency graph only "
+        "(no widths, no new model). *analysis* = `design_spec(model, x, 'min', densities)`: trace + shapes + "
+        "channel groups + √d widths + spec, the part that corresponds to TP's graph. *rebuild* = "
+        "`reconstruct(model, x, 'min', densities, verify=False)`, which also builds the compact model: with "
+        "`inherit=True` its tensors are copies of the strongest channels; with fresh init (the default, as the "
+        "paper) every resized tensor is drawn from the RNG. *RNG floor* = drawing the compact model's parameter "
+        "count of uniform numbers into fresh memory (`torch.empty(n).uniform_()`), which any fresh-init rebuild "
+        "pays whatever its graph code costs. *+ verify* adds the check run of the compact model. "
         f"Wall time of the whole run (tracing comparison included): {wall / 60:.1f} min.",
         "",
         "## Summary",
         "",
-        "| | models |",
-        "|---|---:|",
-        f"| tried | {len(rows)} |",
-        f"| ours (verify=False) ran | {sum(bool(r.get('ours')) for r in rows)} |",
-        f"| ours (verify=True) ran | {sum(bool(r.get('ours_verify')) for r in rows)} |",
-        f"| Torch-Pruning build_dependency ran | {sum(bool(r.get('tp')) for r in rows)} |",
-        f"| ours faster than TP (verify=False) | {len(faster)} of {len(both)} |",
-        f"| ours faster than TP (verify=True) | {len(faster_v)} of {len(both)} |",
-        f"| median time ratio ours / TP | {ratios[len(ratios) // 2]:.2f} (verify=False), "
-        f"{ratios_v[len(ratios_v) // 2] if ratios_v else float('nan'):.2f} (verify=True) |" if ratios else "| median ratio | — |",
+        f"Models tried: {len(rows)}; Torch-Pruning's build_dependency ran on "
+        f"{sum(bool(r.get('tp')) for r in rows)}.",
+        "",
+        "| ours | ran | faster than TP | median time ratio ours / TP |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label in COLUMNS:
+        both = [r for r in rows if r.get(key) and r.get("tp")]
+        faster = sum(r[key] < r["tp"] for r in both)
+        ratio = _median([r[key] / r["tp"] for r in both])
+        lines.append(f"| {label} | {sum(bool(r.get(key)) for r in rows)} | {faster} of {len(both)} | "
+                     f"{'—' if ratio is None else f'{ratio:.2f}'} |")
+    floor = [r for r in rows if r.get("rng_floor") and r.get("tp")]
+    lines += [
+        "",
+        f"The RNG floor alone exceeds TP's time on {sum(r['rng_floor'] >= r['tp'] for r in floor)} of "
+        f"{len(floor)} models (median floor / TP {_median([r['rng_floor'] / r['tp'] for r in floor]) or 0:.2f}).",
         "",
         "## Per model",
         "",
-        "| model | family | input | ours | ours + verify | TP | ours / TP |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| model | family | input | compact params | TP | analysis | rebuild, inherit | rebuild, fresh | "
+        "RNG floor | + verify | analysis / TP | inherit / TP | fresh / TP |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def ratio(r, key):
+        return f"{r[key] / r['tp']:.2f}" if r.get(key) and r.get("tp") else "—"
+
     for r in rows:
-        ratio = f"{r['ours'] / r['tp']:.2f}" if r.get("ours") and r.get("tp") else "—"
         lines.append(
-            f"| {r['name']} | {r['family']} | {r.get('input', '?')} | {_fmt(r.get('ours'))} | "
-            f"{_fmt(r.get('ours_verify'))} | {_fmt(r.get('tp'))} | {ratio} |"
+            f"| {r['name']} | {r['family']} | {r.get('input', '?')} | {r.get('compact_params', 0) / 1e6:.2f}M | "
+            f"{_fmt(r.get('tp'))} | {_fmt(r.get('analysis'))} | {_fmt(r.get('inherit'))} | {_fmt(r.get('ours'))} | "
+            f"{_fmt(r.get('rng_floor'))} | {_fmt(r.get('ours_verify'))} | {ratio(r, 'analysis')} | "
+            f"{ratio(r, 'inherit')} | {ratio(r, 'ours')} |"
         )
-    errors = [(r, k) for r in rows for k in ("ours", "ours_verify", "tp") if r.get(f"{k}_error")]
+    keys = [k for k, _ in COLUMNS] + ["tp"]
+    errors = [(r, k) for r in rows for k in keys if r.get(f"{k}_error")]
     errors += [(r, "status") for r in rows if r.get("status_error")]
     lines += ["", "## Errors", ""]
     lines += [f"- **{r['name']}** {k}: {r.get(f'{k}_error')}" for r, k in errors] or ["None."]
@@ -215,8 +254,9 @@ def main(argv=None) -> int:
     for job, status, value in run_isolated(measure, jobs, timeout=args.timeout, workers=args.workers):
         row = value if status == "ok" else {"family": job[0], "name": job[1], "status_error": f"{status}: {value}"}
         rows[(job[0], job[1])] = row
-        print(f"[{len(rows)}/{len(jobs)}] {job[1]}: ours {_fmt(row.get('ours'))} verify {_fmt(row.get('ours_verify'))} "
-              f"tp {_fmt(row.get('tp'))} fx {_fmt(row.get('symbolic_trace'))} core {_fmt(row.get('core_trace'))} "
+        print(f"[{len(rows)}/{len(jobs)}] {job[1]}: analysis {_fmt(row.get('analysis'))} "
+              f"inherit {_fmt(row.get('inherit'))} ours {_fmt(row.get('ours'))} verify {_fmt(row.get('ours_verify'))} "
+              f"floor {_fmt(row.get('rng_floor'))} tp {_fmt(row.get('tp'))} fx {_fmt(row.get('symbolic_trace'))} core {_fmt(row.get('core_trace'))} "
               f"export {_fmt(row.get('export'))} {row.get('status_error', '')}", flush=True)
     wall = time.perf_counter() - start
     ordered = [rows[k] for k in names]

@@ -5,7 +5,7 @@ and rebuild a compact dense model whose widths follow that density (the √d rul
 """
 from .density import DensityReport, density_report
 from .errors import SdesignError
-from .reconstruct import apply_spec, reconstruct
+from .reconstruct import apply_spec, design_spec, reconstruct
 from .spec import DesignSpec
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "apply_spec",
     "compress",
     "density_report",
+    "design_spec",
     "reconstruct",
     "sparsify",
 ]

@@ -293,7 +293,7 @@ class _Builder:
         self.attributes: dict[str, Layout] = {}
 
     def run(self) -> ChannelGraph:
-        modules = dict(self.traced.model.named_modules())
+        modules = self.traced.modules or dict(self.traced.model.named_modules())
         for node in self.traced.graph.nodes:
             if node.op == "placeholder":
                 value = node.meta.get("value")
@@ -351,7 +351,7 @@ class _Builder:
     def _pin_user_modules(self) -> None:
         for path in self.pinned_modules:
             hits = [p for p in self.modules if p == path or p.startswith(path + ".")]
-            if not hits and path not in dict(self.traced.model.named_modules()):
+            if not hits and path not in (self.traced.modules or dict(self.traced.model.named_modules())):
                 from .errors import SpecMismatchError
 
                 raise SpecMismatchError(

@@ -62,6 +62,12 @@ def _count(weight: torch.Tensor) -> tuple[int, int]:
     return int(torch.count_nonzero(weight)), weight.numel()
 
 
+def layer_density(weight: torch.Tensor) -> float:
+    """``nnz / numel`` of one weight tensor."""
+    nnz, numel = _count(weight)
+    return nnz / numel if numel else 1.0
+
+
 def density_report(model: nn.Module | Mapping[str, torch.Tensor], skip: Iterable[str] = ()) -> DensityReport:
     """Density of each prunable layer of ``model`` (layers named in ``skip`` are left out).
 

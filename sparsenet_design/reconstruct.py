@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from .channel_graph import ChannelGraph, build_channel_graph
-from .density import density_report
+from .density import layer_density
+from .layers import is_prunable
 from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .module_copy import copy_module
@@ -20,8 +21,7 @@ from .widths import GroupDecision, layout_width, resolve_widths
 MAX_REPAIRS = 8
 
 
-def _check_densities(model: nn.Module, densities: Mapping[str, float]) -> None:
-    names = dict(model.named_modules())
+def _check_densities(model: nn.Module, densities: Mapping[str, float], names: dict[str, nn.Module]) -> None:
     for path, d in densities.items():
         if path not in names:
             raise SdesignError(
@@ -35,6 +35,14 @@ def _check_densities(model: nn.Module, densities: Mapping[str, float]) -> None:
 def _module_attr_value(module: nn.Module, attr: str) -> int:
     v = getattr(module, attr)
     return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _channel_l1(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """l1 norm of every slice of ``t`` along ``dim``, in float32."""
+    others = [d for d in range(t.dim()) if d != dim]
+    if dim == 0:  # contiguous slices: the fused norm kernel is fastest
+        return torch.linalg.vector_norm(t, ord=1, dim=others, dtype=torch.float32)
+    return t.abs().sum(dim=others, dtype=torch.float32)  # strided: the fused kernel is slow here
 
 
 def _importance(graph: ChannelGraph, model: nn.Module, decisions) -> dict[int, torch.Tensor]:
@@ -59,7 +67,7 @@ def _importance(graph: ChannelGraph, model: nn.Module, decisions) -> dict[int, t
                     continue
                 for dim, (a, per_group) in spec.items():
                     if a == attr and not (per_group and getattr(module, "groups", 1) > 1):
-                        s = t.detach().abs().float().transpose(0, dim).reshape(t.shape[dim], -1).sum(1)
+                        s = _channel_l1(t.detach(), dim)
                         scores[root] = scores.get(root, 0) + s.cpu()
     return scores
 
@@ -82,12 +90,12 @@ def _make_spec(model, graph: ChannelGraph, decisions, strategy, densities, setti
     spec = DesignSpec(
         strategy=strategy,
         densities={k: round(float(v), 6) for k, v in densities.items()},
-        fingerprint=architecture_fingerprint(model),
+        fingerprint=architecture_fingerprint(model, graph.traced.modules or None),
         source=type(model).__name__,
         notes=list(graph.notes),
         settings=dict(settings),
     )
-    modules = dict(model.named_modules())
+    modules = graph.traced.modules or dict(model.named_modules())
     for path, rec in graph.modules.items():
         module = modules[path]
         original = {a: _module_attr_value(module, a) for a in rec.attrs}
@@ -258,6 +266,51 @@ def _to_device_of(model: nn.Module, value):
     return value
 
 
+def _as_inputs(example_inputs) -> tuple:
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    return tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
+
+
+def _densities(model: nn.Module, densities: Mapping[str, float] | None,
+               modules: dict[str, nn.Module]) -> dict[str, float]:
+    """Densities of the prunable layers: as given, else measured from the weights."""
+    given = {}
+    if densities:
+        _check_densities(model, densities, modules)
+        given = {k: float(v) for k, v in densities.items()}
+    measured = {}
+    for name, module in modules.items():
+        if name not in given and is_prunable(module):
+            measured[name] = layer_density(module.weight)
+    measured.update(given)
+    return measured
+
+
+def design_spec(
+    model: nn.Module,
+    example_inputs,
+    strategy: str = "min",
+    densities: Mapping[str, float] | None = None,
+    pinned: Iterable[str] = (),
+    leaf_modules: Iterable[type[nn.Module]] = (),
+    overrides: Mapping[str, str] | None = None,
+) -> DesignSpec:
+    """The design spec alone: trace, channel groups and √d widths, no model built.
+
+    Same arguments as :func:`reconstruct`. Cheaper, but unverified: ``reconstruct``
+    also builds the compact model, checks that it runs and pins what does not.
+    ``apply_spec(model, spec)`` builds the model from it later.
+    """
+    modules = dict(model.named_modules())
+    measured = _densities(model, densities, modules)
+    traced = trace(model, _as_inputs(example_inputs), leaf_modules, modules)
+    graph = build_channel_graph(traced, list(pinned))
+    decisions = resolve_widths(graph, measured, strategy, overrides)
+    settings = {"inherit": False, "tracer": traced.method, "pinned": list(pinned)}
+    return _make_spec(model, graph, decisions, strategy, measured, settings)
+
+
 def reconstruct(
     model: nn.Module,
     example_inputs,
@@ -281,16 +334,10 @@ def reconstruct(
 
     Returns ``(compact_model, spec)``; ``model`` itself is not modified.
     """
-    inputs = example_inputs if isinstance(example_inputs, tuple) else (
-        tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
-    )
-    given = {}
-    if densities:
-        _check_densities(model, densities)
-        given = {k: float(v) for k, v in densities.items()}
-    measured = {k: v for k, v in density_report(model, skip=given).as_dict().items()}
-    measured.update(given)
-    traced = trace(model, inputs, leaf_modules)
+    inputs = _as_inputs(example_inputs)
+    modules = dict(model.named_modules())
+    measured = _densities(model, densities, modules)
+    traced = trace(model, inputs, leaf_modules, modules)
     expected = _shapes(next(n for n in reversed(traced.graph.nodes) if n.op == "output").meta.get("value"))
     extra_pins: list[str] = []
     for attempt in range(MAX_REPAIRS + 1):

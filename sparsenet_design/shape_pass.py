@@ -31,10 +31,10 @@ class ShapePass:
     bookkeeping costs more than the ops themselves here.
     """
 
-    def __init__(self, model: nn.Module, graph: fx.Graph):
+    def __init__(self, model: nn.Module, graph: fx.Graph, modules: dict[str, nn.Module] | None = None):
         self.model = model
         self.graph = graph
-        self.modules = dict(model.named_modules())
+        self.modules = dict(model.named_modules()) if modules is None else modules
 
     def run(self, *inputs) -> None:
         env: dict[fx.Node, object] = {}
@@ -77,13 +77,13 @@ class ShapePass:
         return module(*args, **kwargs)
 
 
-def cheap_to_run(model: nn.Module, inputs) -> bool:
+def cheap_to_run(model: nn.Module, inputs, modules: dict[str, nn.Module] | None = None) -> bool:
     """Whether a real pass over ``inputs`` is cheap (small inputs, a model that fits)."""
     tensors = [t for t in _flat(inputs) if isinstance(t, torch.Tensor)]
     if sum(t.numel() for t in tensors) > REAL_PASS_MAX_NUMEL:
         return False
     total, seen = 0, set()
-    for module in model.modules():
+    for module in (model.modules() if modules is None else modules.values()):
         for p in module._parameters.values():
             if p is not None and id(p) not in seen:
                 seen.add(id(p))
@@ -91,22 +91,26 @@ def cheap_to_run(model: nn.Module, inputs) -> bool:
     return total <= REAL_PASS_MAX_PARAMS
 
 
-def record_shapes(graph: fx.Graph, model: nn.Module, inputs: tuple) -> None:
-    """Fill ``node.meta["value"]`` for every node of ``graph``."""
+def record_shapes(graph: fx.Graph, model: nn.Module, inputs: tuple,
+                  modules: dict[str, nn.Module] | None = None) -> None:
+    """Fill ``node.meta["value"]`` for every node of ``graph`` (``modules``:
+    ``dict(model.named_modules())`` if the caller has it)."""
+    modules = dict(model.named_modules()) if modules is None else modules
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     # placeholders that the example inputs don't cover keep their defaults
     defaults = [node.args[0] if node.args else None for node in placeholders[len(inputs):]]
-    shape_pass = ShapePass(model, graph)
+    shape_pass = ShapePass(model, graph, modules)
 
     def on_meta_device():
-        with torch.no_grad(), on_meta(model), eval_mode(model):
+        with torch.no_grad(), on_meta(model, modules), eval_mode(model, modules):
             shape_pass.run(*to_meta(inputs), *defaults)
 
     def for_real():
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), eval_mode(model, modules):
             shape_pass.run(*inputs, *defaults)
 
-    first, second = (for_real, on_meta_device) if cheap_to_run(model, inputs) else (on_meta_device, for_real)
+    small = cheap_to_run(model, inputs, modules)
+    first, second = (for_real, on_meta_device) if small else (on_meta_device, for_real)
     try:
         first()
     except Exception:
@@ -135,10 +139,10 @@ def to_meta(value):
 
 
 @contextlib.contextmanager
-def eval_mode(module: nn.Module):
+def eval_mode(module: nn.Module, named: dict[str, nn.Module] | None = None):
     """Run in eval mode (BatchNorm on a batch of one 1×1 map, dropout) and restore
     each submodule's own mode afterwards."""
-    modules = list(module.modules())
+    modules = list(module.modules() if named is None else named.values())
     modes = [m.training for m in modules]
     for m in modules:
         if type(m).train is nn.Module.train:
@@ -153,12 +157,12 @@ def eval_mode(module: nn.Module):
 
 
 @contextlib.contextmanager
-def on_meta(module: nn.Module):
+def on_meta(module: nn.Module, named: dict[str, nn.Module] | None = None):
     """Temporarily swap every parameter and buffer of ``module`` for a meta tensor of
     the same shape, so that running it computes shapes only (no copy of the model)."""
     saved = []
     seen: dict[int, torch.Tensor] = {}
-    for m in module.modules():
+    for m in (module.modules() if named is None else named.values()):
         for table in (m._parameters, m._buffers):
             for name, t in table.items():
                 if t is None:

@@ -19,20 +19,21 @@ from .errors import CheckpointError
 SPEC_VERSION = 1
 
 
-def architecture_fingerprint(model: nn.Module) -> str:
-    """sha256 of every module's path and class and every tensor's path and shape."""
+def architecture_fingerprint(model: nn.Module, modules: dict[str, nn.Module] | None = None) -> str:
+    """sha256 of every module's path and class and every tensor's path and shape
+    (``modules``: ``dict(model.named_modules())`` if the caller has it)."""
     # one walk; the same order as named_modules(), then named_parameters(), then named_buffers()
-    modules, tensors = [], {"_parameters": [], "_buffers": []}
+    named, lines, tensors = modules, [], {"_parameters": [], "_buffers": []}
     seen: set[int] = set()
-    for name, module in model.named_modules():
-        modules.append(f"{name}:{type(module).__name__};")
+    for name, module in (model.named_modules() if named is None else named.items()):
+        lines.append(f"{name}:{type(module).__name__};")
         prefix = f"{name}." if name else ""
         for table, out in tensors.items():
             for key, t in getattr(module, table).items():
                 if t is not None and id(t) not in seen:
                     seen.add(id(t))
                     out.append(f"{prefix}{key}:{tuple(t.shape)};")
-    text = "".join(modules) + "".join(tensors["_parameters"]) + "".join(tensors["_buffers"])
+    text = "".join(lines) + "".join(tensors["_parameters"]) + "".join(tensors["_buffers"])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -48,6 +48,7 @@ class TracedModel:
     graph: fx.Graph  # its call_module / get_attr targets are paths in ``model``
     method: str  # "symbolic" or "concrete"
     notes: list[str] = field(default_factory=list)
+    modules: dict[str, nn.Module] = field(default_factory=dict)  # dict(model.named_modules())
 
     @property
     def graph_module(self) -> fx.GraphModule:
@@ -189,6 +190,7 @@ def trace(
     model: nn.Module,
     example_inputs,
     leaf_modules: Iterable[type[nn.Module]] = (),
+    modules: dict[str, nn.Module] | None = None,
 ) -> TracedModel:
     """Trace ``model`` (called as ``model(*example_inputs)``) into a module-level graph.
 
@@ -197,6 +199,7 @@ def trace(
     """
     load_plugins()
     inputs = _as_tuple(example_inputs)
+    modules = dict(model.named_modules()) if modules is None else modules
     leaves = tuple(leaf_modules)
     notes: list[str] = []
     try:
@@ -212,15 +215,15 @@ def trace(
             "traced with concrete shapes instead, so reshape sizes in the code are treated as constants"
         )
     try:
-        record_shapes(graph, model, inputs)
+        record_shapes(graph, model, inputs, modules)
     except Exception as exc:
         if method == "symbolic":
             # e.g. the symbolic graph baked in a branch that the example inputs don't take
             try:
                 graph, method = _concrete(model, inputs, leaves), "concrete"
-                record_shapes(graph, model, inputs)
+                record_shapes(graph, model, inputs, modules)
             except Exception as second:
                 raise _trace_error(model, exc, second) from second
         else:
             raise _trace_error(model, exc, exc) from exc
-    return TracedModel(model, graph, method, notes)
+    return TracedModel(model, graph, method, notes, modules)

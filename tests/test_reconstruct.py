@@ -236,3 +236,21 @@ def test_batch_of_one_with_batchnorm_on_1x1_maps_in_training_mode():
     compact, _ = reconstruct(model, (torch.randn(1, 3, 3, 3),), densities=uniform(model, 0.25))
     assert compact[0].out_channels == compact[1].num_features == 4
     assert model.training and compact.training  # modes are restored
+
+
+def test_design_spec_alone_equals_the_spec_reconstruct_writes():
+    import torchvision
+
+    from sparsenet_design import design_spec
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small(num_classes=10)
+    x = torch.randn(1, 3, 64, 64)
+    dens = {name: 0.05 + 0.9 * (i % 7) / 7 for i, (name, _) in enumerate(prunable_layers(model))}
+    alone = design_spec(model, x, "max", dens)
+    _, spec = reconstruct(model, x, "max", dens)
+    assert alone.modules == spec.modules and alone.params == spec.params and alone.attributes == spec.attributes
+    assert alone.groups == spec.groups
+    compact = apply_spec(torchvision.models.mobilenet_v3_small(num_classes=10), alone)
+    assert compact(x).shape == (1, 10)
+    assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in model.parameters())
