@@ -50,6 +50,17 @@ def test_triplets_cut_from_video_frames():
     assert (t.frame0.name, t.gt.name, t.frame1.name) == ("00005.jpg", "00006.jpg", "00007.jpg")
 
 
+@needs_data
+def test_triplets_with_wider_spacing_double_the_gap():
+    triplets = triplets_from_frames(DATA / "video_frames", spacing=2)
+    assert len(triplets) == 48  # 52 frames: starts 0 … 47
+    t = triplets[5]
+    assert (t.frame0.name, t.gt.name, t.frame1.name) == ("00005.jpg", "00007.jpg", "00009.jpg")
+    assert t.name == "00007_s2"
+    with pytest.raises(DatasetError, match="at least 105"):
+        triplets_from_frames(DATA / "video_frames", spacing=52)
+
+
 def _fake_vimeo(root: Path, entries_train, entries_test) -> None:
     for e in entries_train + entries_test:
         for k in (1, 2, 3):

@@ -167,3 +167,29 @@ def test_full_cdfi_runs_and_backpropagates():
     assert frame.shape == (1, 3, 32, 32)
     frame.mean().backward()
     assert model.synthesis.lateral_init.f[1].weight.grad.abs().sum() > 0
+
+
+def test_start_from_average_gives_the_frame_average_and_still_learns():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 40, 56), torch.rand(2, 3, 40, 56)
+    model = AdaCoF(5, 1, widths=TINY).start_from_average(centre_weight=0.999)
+    out, extras = model(a, b, return_extras=True)
+    average = (a + b) / 2
+    # centre tap 0.999, the rest 0.001 spread: a nearly exact average
+    assert (out - average).abs().max() < 2e-3
+    assert torch.all(extras["occlusion"] == 0.5)
+    assert all(torch.all(alpha == 0) and torch.all(beta == 0) for alpha, beta in extras["offsets"])
+    weight = extras["weights"][0]
+    assert torch.allclose(weight[:, 12], torch.full_like(weight[:, 12], 0.999), atol=1e-5)
+    # the zeroed last convs still get gradients, so training moves away from the average
+    ((out - a) ** 2).mean().backward()
+    assert model.unet.alpha1[-1].weight.grad.abs().sum() > 0
+    assert model.unet.occlusion[-2].weight.grad.abs().sum() > 0
+
+    cdfi = CDFI(AdaCoF(5, 1, widths=TINY), 5, 1, (2, 2, 2, 2, 2), (4, 4, 4)).start_from_average(
+        centre_weight=0.999, synthesis_share=1e-4)
+    assert (cdfi(a, b) - average).abs().max() < 5e-3
+    with pytest.raises(SdesignError, match="centre_weight"):
+        model.start_from_average(centre_weight=1.0)
+    with pytest.raises(SdesignError, match="synthesis_share"):
+        cdfi.start_from_average(synthesis_share=0)
