@@ -40,7 +40,7 @@ class GroupInfo:
 class Proposal:
     layer: str
     role: str  # "in" or "out"
-    width: Fraction  # proposed width in units of the class root
+    width: Fraction | int  # proposed width in units of the class root
 
 
 class GroupTable:
@@ -105,8 +105,9 @@ class GroupTable:
         return out
 
     # -- constraints ------------------------------------------------------
-    def width0(self, segment: Segment) -> Fraction:
-        return self.groups[segment.group].width * segment.scale
+    def width0(self, segment: Segment) -> Fraction | int:
+        width = self.groups[segment.group].width
+        return width if segment.scale is ONE else width * segment.scale
 
     def layout_width(self, layout: Layout) -> int:
         return int(sum(self.width0(s) for s in layout))
@@ -126,7 +127,11 @@ class GroupTable:
 
     def propose(self, segment: Segment, layer: str, role: str, proposed_slice: int) -> None:
         root, r = self.find(segment.group)
-        self.proposals[root].append(Proposal(layer, role, Fraction(proposed_slice) / (r * segment.scale)))
+        if r is ONE and segment.scale is ONE:
+            width = proposed_slice  # an int is an exact rational too
+        else:
+            width = Fraction(proposed_slice) / (r * segment.scale)
+        self.proposals[root].append(Proposal(layer, role, width))
 
     def union(self, a: Segment, b: Segment, why: str) -> None:
         """Tie two segments so that their widths stay equal."""
