@@ -9,13 +9,14 @@ Prints a markdown table; record it in benchmarks/results/adacof_quality.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from sdesign_adacof.data import TripletDataset, collate_triplets, find_middlebury, triplets_from_frames
+from sdesign_adacof.data import TripletDataset, collate_triplets, find_middlebury, find_ucf101, triplets_from_frames
 from sdesign_adacof.interpolate import FrameAverage, Interpolator, count_parameters
 from sdesign_adacof.losses import InterpolationLoss
 from sdesign_adacof.metrics import mean_scores, score_triplets
@@ -23,6 +24,15 @@ from sdesign_adacof.synthetic import SyntheticTriplets
 from sdesign_adacof.training import Settings, build_cdfi, make_optimizer
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def validate(model, triplets, device) -> float:
+    """Mean PSNR (paper protocol) on validation triplets."""
+    model.eval()
+    interp = Interpolator(model, device)
+    score = mean_scores(score_triplets(triplets, lambda t, a, b: interp(a, b)))["psnr"]
+    model.train()
+    return score
 
 
 def main() -> None:
@@ -38,6 +48,12 @@ def main() -> None:
     ap.add_argument("--video-strides", default="1,2",
                     help="frame strides of the video triplets (2 = frames i, i+2, i+4: twice the motion)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--val-every", type=int, default=0,
+                    help="score the model on --val-count UCF101 triplets every N steps and keep the best "
+                         "(model selection on UCF101, never on Middlebury, the test set)")
+    ap.add_argument("--val-count", type=int, default=24)
+    ap.add_argument("--data", default="both", choices=("both", "synthetic", "video"),
+                    help="training data: synthetic triplets, video_frames triplets, or both")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -50,13 +66,17 @@ def main() -> None:
     spaced = [t for k in args.video_strides.split(",") for t in triplets_from_frames(frames, spacing=int(k))]
     video = TripletDataset(spaced,
                            crop=(args.crop, args.crop), augment=True, seed=0)
-    parts = [video] * args.video_repeat
-    if args.synthetic:
+    parts = [video] * args.video_repeat if args.data != "synthetic" else []
+    if args.synthetic and args.data != "video":
         parts.append(SyntheticTriplets(args.synthetic, (args.crop, args.crop), max_motion=8, seed=0))
     data = ConcatDataset(parts)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_triplets, drop_last=True)
     optimizer, _ = make_optimizer(model.parameters(), lr=args.lr)
     loss_fn = InterpolationLoss(None, 0.0, 0.01)
+    val = find_ucf101(DATA / "ucf101")[:: max(1, 379 // args.val_count)][: args.val_count]
+    best = (validate(model, val, args.device), 0, copy.deepcopy(model.state_dict())) if args.val_every else None
+    if best:
+        print(f"step 0 UCF101-val {best[0]:.3f}", flush=True)
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < args.minutes * 60:
         for batch in loader:
@@ -68,9 +88,17 @@ def main() -> None:
             steps += 1
             if steps % 50 == 0:
                 print(f"step {steps} loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+            if args.val_every and steps % args.val_every == 0:
+                score = validate(model, val, args.device)
+                print(f"step {steps} UCF101-val {score:.3f} (best {max(score, best[0]):.3f})", flush=True)
+                if score > best[0]:
+                    best = (score, steps, copy.deepcopy(model.state_dict()))
             if time.perf_counter() - start > args.minutes * 60:
                 break
     trained_s = time.perf_counter() - start
+    if best:
+        model.load_state_dict(best[2])
+        print(f"kept the step-{best[1]} weights (UCF101-val {best[0]:.3f})", flush=True)
     triplets = find_middlebury(DATA / "middlebury_others")
     print("| model | params | training | Middlebury PSNR | SSIM |")
     print("|---|---|---|---|---|")
@@ -78,7 +106,8 @@ def main() -> None:
         interp = Interpolator(net, args.device)
         m = mean_scores(score_triplets(triplets, lambda t, a, b: interp(a, b)))
         train = "–" if name == "frame average" else \
-            f"{steps} steps × {args.batch} × {args.crop}², init {args.init}, {trained_s:.0f} s"
+            f"{steps} steps × {args.batch} × {args.crop}², init {args.init}, {trained_s:.0f} s" + \
+            (f", kept step {best[1]} by UCF101-val" if best else "")
         print(f"| {name} | {count_parameters(net) / 1e6:.3f}M | {train} | {m['psnr']:.3f} | {m['ssim']:.4f} |",
               flush=True)
 
