@@ -203,8 +203,10 @@ def write_tracing(rows: list[dict], path: Path, command: str, repeats: int, expo
     lines += [
         "Same models, inputs and process as `core_vs_torch_pruning.md`. The core's `trace()` is "
         "`symbolic_trace` with leaf rules, a concrete-shape MetaTracer fallback for shape-dependent "
-        "control flow, and one meta-device pass that records every node's shape (what the channel rules "
-        f"need); `symbolic_trace` alone records no shapes. Median of {repeats} runs ({export_repeats} for export), "
+        "control flow, and one pass that records every node's shape (what the channel rules need; "
+        "convs, linears, norms and activations sized by formula, the rest run for real on small inputs, "
+        "on the meta device otherwise) and no `GraphModule` code generation; `symbolic_trace` records no "
+        f"shapes but generates a `GraphModule`. Median of {repeats} runs ({export_repeats} for export), "
         "seconds, one thread.",
         "",
         "| tracer | traced | median time (s) |",

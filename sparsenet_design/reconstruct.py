@@ -14,7 +14,7 @@ from .groups import Layout
 from .module_copy import copy_module
 from .resize import resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
-from .shape_pass import cheap_to_run, eval_mode, on_meta, to_meta
+from .shape_pass import cheap_to_run, eval_mode, on_meta, sized_layers, to_meta
 from .trace import trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
@@ -245,7 +245,7 @@ class _CallStack:
 def _run(model: nn.Module, inputs: tuple) -> tuple[list | None, str | None, Exception | None]:
     hooks = _CallStack(model)
     try:
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), eval_mode(model), sized_layers(model):
             out = model(*inputs)
         return _shapes(out), None, None
     except Exception as exc:

@@ -74,9 +74,22 @@ def _channel_dim(x: torch.Tensor, spatial: int) -> int | None:
     return None
 
 
+def _tensors_fit(module: nn.Module, channels: int, names=("weight", "bias", "running_mean", "running_var")) -> bool:
+    """Whether the per-channel tensors the layer holds have ``channels`` entries
+    (what the real kernel checks; a rebuilt layer is checked against its tensors)."""
+    for name in names:
+        t = module._parameters.get(name, module._buffers.get(name))
+        if t is not None and t.shape[0] != channels:
+            return False
+    return True
+
+
 def _norm(module: nn.Module, x: torch.Tensor) -> tuple[int, ...] | None:
     channels = getattr(module, "num_features", None) or getattr(module, "num_channels", None)
-    if x.dim() < 2 or channels is None or x.shape[1] != channels:
+    if x.dim() < 2 or channels is None or x.shape[1] != channels or not _tensors_fit(module, channels):
+        return None
+    groups = getattr(module, "num_groups", None)
+    if groups is not None and channels % groups:
         return None
     check = getattr(module, "_check_input_dim", None)
     if check is not None:
@@ -88,20 +101,33 @@ def _norm(module: nn.Module, x: torch.Tensor) -> tuple[int, ...] | None:
 
 
 def _layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> tuple[int, ...] | None:
-    n = len(module.normalized_shape)
-    return tuple(x.shape) if tuple(x.shape[-n:]) == tuple(module.normalized_shape) else None
+    shape = tuple(module.normalized_shape)
+    if tuple(x.shape[-len(shape):]) != shape:
+        return None
+    for t in (module.weight, module.bias):
+        if t is not None and tuple(t.shape) != shape:
+            return None
+    return tuple(x.shape)
 
 
 def _linear(module: nn.Linear, x: torch.Tensor) -> tuple[int, ...] | None:
-    if x.dim() < 1 or x.shape[-1] != module.in_features:
+    w = module.weight
+    if x.dim() < 1 or w.dim() != 2 or x.shape[-1] != w.shape[1]:
         return None
-    return (*x.shape[:-1], module.out_features)
+    if module.bias is not None and module.bias.shape[0] != w.shape[0]:
+        return None
+    return (*x.shape[:-1], w.shape[0])
 
 
 def _conv(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> tuple[int, ...] | None:
     spatial = len(module.kernel_size)
     c = _channel_dim(x, spatial)
-    if c is None or x.shape[c] != module.in_channels:
+    w = module.weight  # (out, in / groups, *kernel): what the kernel checks, not the attributes
+    if c is None or w.dim() != spatial + 2 or x.shape[c] != w.shape[1] * module.groups:
+        return None
+    if tuple(w.shape[2:]) != tuple(module.kernel_size) or w.shape[0] % module.groups:
+        return None
+    if module.bias is not None and module.bias.shape[0] != w.shape[0]:
         return None
     sizes = x.shape[c + 1:]
     if module.padding == "same":
@@ -114,13 +140,19 @@ def _conv(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> tuple[int, ...] |
         ]
     if min(out, default=1) < 1:
         return None  # too small: let the layer raise its own error
-    return (*x.shape[:c], module.out_channels, *out)
+    return (*x.shape[:c], w.shape[0], *out)
 
 
 def _conv_transpose(module: nn.modules.conv._ConvTransposeNd, x: torch.Tensor) -> tuple[int, ...] | None:
     spatial = len(module.kernel_size)
     c = _channel_dim(x, spatial)
-    if c is None or x.shape[c] != module.in_channels or isinstance(module.padding, str):
+    w = module.weight  # (in, out / groups, *kernel)
+    if c is None or isinstance(module.padding, str) or w.dim() != spatial + 2 or x.shape[c] != w.shape[0]:
+        return None
+    if tuple(w.shape[2:]) != tuple(module.kernel_size) or w.shape[0] % module.groups:
+        return None
+    channels = w.shape[1] * module.groups
+    if module.bias is not None and module.bias.shape[0] != channels:
         return None
     out = [
         (size - 1) * s - 2 * p + d * (k - 1) + op + 1
@@ -131,7 +163,7 @@ def _conv_transpose(module: nn.modules.conv._ConvTransposeNd, x: torch.Tensor) -
     ]
     if min(out, default=1) < 1:
         return None
-    return (*x.shape[:c], module.out_channels, *out)
+    return (*x.shape[:c], channels, *out)
 
 
 for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):

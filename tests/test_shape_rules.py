@@ -151,3 +151,23 @@ def test_shape_pass_equals_a_plain_run(size):
         value = node.meta.get("value")
         if isinstance(value, torch.Tensor):
             assert tuple(value.shape) == expected[node], node
+
+
+def test_sized_layers_skip_compute_but_not_the_channel_check():
+    from sparsenet_design.shape_pass import sized_layers
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad(), sized_layers(model):
+        assert "forward" in model[0].__dict__
+        out = model(x)
+    assert out.shape == (2, 5)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # restored
+    with torch.no_grad():
+        assert model(x).shape == (2, 5)
+
+    # a rebuilt conv whose weight no longer fits its input must still fail
+    model[0].weight = nn.Parameter(torch.randn(8, 2, 3, 3))
+    with pytest.raises(RuntimeError), torch.no_grad(), sized_layers(model):
+        model(x)
+    assert all("forward" not in m.__dict__ for m in model.modules())
