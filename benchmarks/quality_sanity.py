@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--synthetic", type=int, default=2000, help="synthetic triplets in the training mix")
+    ap.add_argument("--synthetic-motion", type=int, default=8, help="largest motion (pixels) of the synthetic pan")
     ap.add_argument("--video-repeat", type=int, default=1, help="how often the video triplets appear per epoch")
     ap.add_argument("--init", choices=("default", "average"), default="average",
                     help="'average': start as the frame average (CDFI.start_from_average); 'default': paper init")
@@ -68,8 +69,10 @@ def main() -> None:
                            crop=(args.crop, args.crop), augment=True, seed=0)
     parts = [video] * args.video_repeat if args.data != "synthetic" else []
     if args.synthetic and args.data != "video":
-        parts.append(SyntheticTriplets(args.synthetic, (args.crop, args.crop), max_motion=8, seed=0))
+        parts.append(SyntheticTriplets(args.synthetic, (args.crop, args.crop), max_motion=args.synthetic_motion, seed=0))
     data = ConcatDataset(parts)
+    print(f"training triplets per epoch: {len(data)} ({sum(len(p) for p in parts if p is video)} from video_frames, "
+          f"{sum(len(p) for p in parts if p is not video)} synthetic)", flush=True)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_triplets, drop_last=True)
     optimizer, _ = make_optimizer(model.parameters(), lr=args.lr)
     loss_fn = InterpolationLoss(None, 0.0, 0.01)
