@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--val-count", type=int, default=24)
     ap.add_argument("--data", default="both", choices=("both", "synthetic", "video"),
                     help="training data: synthetic triplets, video_frames triplets, or both")
+    ap.add_argument("--save", type=Path, help="write the kept weights here (safetensors)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -102,6 +103,10 @@ def main() -> None:
     if best:
         model.load_state_dict(best[2])
         print(f"kept the step-{best[1]} weights (UCF101-val {best[0]:.3f})", flush=True)
+    if args.save:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.save))
     triplets = find_middlebury(DATA / "middlebury_others")
     print("| model | params | training | Middlebury PSNR | SSIM |")
     print("|---|---|---|---|---|")

@@ -57,19 +57,15 @@ class TracedModel:
         return fx.GraphModule(self.model, self.graph, type(self.model).__name__)
 
 
-def _is_leaf(module: nn.Module, extra_leaves: tuple[type, ...]) -> bool:
-    return isinstance(module, leaf_module_classes() + extra_leaves)
-
-
 class _LeanNodes:
     """Tracer mixin: leaf rules, and nodes that record only the innermost module
     whose code made them (``meta["owner"]``) instead of a copy of the whole module
     stack per node, which fx's default ``create_node`` makes."""
 
-    extra_leaves: tuple[type, ...] = ()
+    leaf_types: tuple[type, ...] = ()
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return _is_leaf(m, self.extra_leaves) or super().is_leaf_module(m, qualname)
+        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
         node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
@@ -81,13 +77,13 @@ class _LeanNodes:
 class _LeafAwareTracer(_LeanNodes, fx.Tracer):
     def __init__(self, extra_leaves: tuple[type, ...]):
         super().__init__()
-        self.extra_leaves = extra_leaves
+        self.leaf_types = leaf_module_classes() + tuple(extra_leaves)
 
 
 class _ConcreteTracer(_LeanNodes, MetaTracer):
     def __init__(self, extra_leaves: tuple[type, ...]):
         super().__init__()
-        self.extra_leaves = extra_leaves
+        self.leaf_types = leaf_module_classes() + tuple(extra_leaves)
 
 
 def _user_frame(exc: BaseException) -> str | None:
