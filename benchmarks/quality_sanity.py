@@ -35,6 +35,21 @@ def validate(model, triplets, device) -> float:
     return score
 
 
+def per_image(model, device) -> None:
+    """Per-triplet Middlebury PSNR of the frame average and of ``model``."""
+    triplets = find_middlebury(DATA / "middlebury_others")
+    rows = {name: score_triplets(triplets, lambda t, a, b, i=Interpolator(net, device): i(a, b))
+            for name, net in (("average", FrameAverage()), ("cdfi", model))}
+    print("| triplet | frame average | small CDFI | difference |")
+    print("|---|---:|---:|---:|")
+    for avg, ours in zip(rows["average"], rows["cdfi"]):
+        print(f"| {avg['name']} | {avg['psnr']:.3f} | {ours['psnr']:.3f} | {ours['psnr'] - avg['psnr']:+.3f} |")
+    means = {k: mean_scores(v) for k, v in rows.items()}
+    wins = sum(o["psnr"] > a["psnr"] for a, o in zip(rows["average"], rows["cdfi"]))
+    print(f"| mean | {means['average']['psnr']:.3f} | {means['cdfi']['psnr']:.3f} | "
+          f"{means['cdfi']['psnr'] - means['average']['psnr']:+.3f} ({wins} of {len(triplets)} better) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10)
@@ -56,6 +71,8 @@ def main() -> None:
     ap.add_argument("--data", default="both", choices=("both", "synthetic", "video"),
                     help="training data: synthetic triplets, video_frames triplets, or both")
     ap.add_argument("--save", type=Path, help="write the kept weights here (safetensors)")
+    ap.add_argument("--score-only", type=Path, metavar="WEIGHTS",
+                    help="no training: load these weights (from --save) and print per-image Middlebury scores")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -75,6 +92,12 @@ def main() -> None:
     print(f"training triplets per epoch: {len(data)} ({sum(len(p) for p in parts if p is video)} from video_frames, "
           f"{sum(len(p) for p in parts if p is not video)} synthetic)", flush=True)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, collate_fn=collate_triplets, drop_last=True)
+    if args.score_only:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.score_only)))
+        per_image(model, args.device)
+        return
     optimizer, _ = make_optimizer(model.parameters(), lr=args.lr)
     loss_fn = InterpolationLoss(None, 0.0, 0.01)
     val = find_ucf101(DATA / "ucf101")[:: max(1, 379 // args.val_count)][: args.val_count]
