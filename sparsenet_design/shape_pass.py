@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .shape_rules import output_like, shape_rule
+from .shape_rules import shape_rule, stand_in_for_call
 
 # Below these sizes a real pass is cheaper than the same pass on meta tensors
 # (whose shape functions run in Python, up to 1 ms per op): 1×3×224×224 is 150k inputs.
@@ -70,11 +70,8 @@ class ShapePass:
 
     @staticmethod
     def _call_module(module: nn.Module, args, kwargs):
-        if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
-            stand_in = output_like(module, args[0])
-            if stand_in is not None:
-                return stand_in
-        return module(*args, **kwargs)
+        stand_in = stand_in_for_call(module, args, kwargs)
+        return module(*args, **kwargs) if stand_in is None else stand_in
 
 
 def cheap_to_run(model: nn.Module, inputs, modules: dict[str, nn.Module] | None = None) -> bool:
@@ -205,8 +202,5 @@ class _SizedForward:
         self.module = module
 
     def __call__(self, *args, **kwargs):
-        if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
-            stand_in = output_like(self.module, args[0])
-            if stand_in is not None:
-                return stand_in
-        return type(self.module).forward(self.module, *args, **kwargs)
+        stand_in = stand_in_for_call(self.module, args, kwargs)
+        return type(self.module).forward(self.module, *args, **kwargs) if stand_in is None else stand_in

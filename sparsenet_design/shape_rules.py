@@ -62,6 +62,14 @@ def output_like(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return x.new_zeros(shape)
 
 
+def stand_in_for_call(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """:func:`output_like` for a call ``module(*args, **kwargs)``: only a call with
+    one tensor argument and no keywords gets a stand-in."""
+    if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+        return output_like(module, args[0])
+    return None
+
+
 def _same(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
     return tuple(x.shape)
 

@@ -62,7 +62,9 @@ class _LeanNodes:
     whose code made them (``meta["owner"]``) instead of a copy of the whole module
     stack per node, which fx's default ``create_node`` makes."""
 
-    leaf_types: tuple[type, ...] = ()
+    def __init__(self, extra_leaves: tuple[type, ...]):
+        super().__init__()
+        self.leaf_types = leaf_module_classes() + tuple(extra_leaves)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
@@ -75,15 +77,11 @@ class _LeanNodes:
 
 
 class _LeafAwareTracer(_LeanNodes, fx.Tracer):
-    def __init__(self, extra_leaves: tuple[type, ...]):
-        super().__init__()
-        self.leaf_types = leaf_module_classes() + tuple(extra_leaves)
+    pass
 
 
 class _ConcreteTracer(_LeanNodes, MetaTracer):
-    def __init__(self, extra_leaves: tuple[type, ...]):
-        super().__init__()
-        self.leaf_types = leaf_module_classes() + tuple(extra_leaves)
+    pass
 
 
 def _user_frame(exc: BaseException) -> str | None:

@@ -23,13 +23,7 @@ from rebuild_check import check_rebuild, output_shapes  # noqa: E402
 from strategies import Op, Recipe, build_net, dag_recipes, random_recipe  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_tiny_rebuilds():
-    """Tiny networks run much faster on one thread (no thread wake-ups on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
