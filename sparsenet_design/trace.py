@@ -33,6 +33,7 @@ from torch import nn
 from torch.fx.experimental.meta_tracer import MetaTracer
 
 from .errors import TraceError
+from .fast_trace import lean_trace
 from .plugins import load_plugins
 from .rules import leaf_module_classes
 from .shape_pass import record_shapes, to_meta
@@ -71,8 +72,8 @@ class _LeanNodes:
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
         node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
-        stack = self.module_stack
-        node.meta["owner"] = next(reversed(stack)) if stack else ""
+        stack = self.module_stack  # keys are "path" or "path@N" for a module's N-th call
+        node.meta["owner"] = next(reversed(stack.values()))[0] if stack else ""
         return node
 
 
@@ -98,7 +99,7 @@ def _user_frame(exc: BaseException) -> str | None:
 def _current_module(tracer: fx.Tracer) -> str | None:
     stack = getattr(tracer, "module_stack", None)
     if stack:
-        path = next(reversed(stack))
+        path = next(reversed(stack.values()))[0]
         return path or None
     return None
 
@@ -124,10 +125,16 @@ def _defaults_beyond(model: nn.Module, inputs: tuple) -> dict:
     }
 
 
-def _symbolic(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.Graph:
+def _symbolic(model: nn.Module, inputs: tuple, leaves: tuple[type, ...], modules: dict[str, nn.Module]) -> fx.Graph:
+    concrete_args = _defaults_beyond(model, inputs)
+    if not concrete_args:
+        try:
+            return lean_trace(model, len(inputs), modules, leaf_module_classes() + leaves)
+        except Exception:
+            pass  # fx traces what the lean tracer leaves to it, and reports its own errors
     tracer = _LeafAwareTracer(leaves)
     try:
-        return tracer.trace(model, concrete_args=_defaults_beyond(model, inputs) or None)
+        return tracer.trace(model, concrete_args=concrete_args or None)
     except Exception as exc:
         exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
         raise
@@ -197,7 +204,7 @@ def trace(
     leaves = tuple(leaf_modules)
     notes: list[str] = []
     try:
-        graph, method = _symbolic(model, inputs, leaves), "symbolic"
+        graph, method = _symbolic(model, inputs, leaves, modules), "symbolic"
     except Exception as first:
         try:
             graph, method = _concrete(model, inputs, leaves), "concrete"

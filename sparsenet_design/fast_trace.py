@@ -1,0 +1,206 @@
+"""A lean symbolic tracer: the graph ``torch.fx.Tracer`` makes, for the common case,
+at a fraction of its cost.
+
+fx's tracer is general, and pays for it on every call: it walks every parameter
+on each parameter access, checks each argument for opaque and symbolic types,
+patches some fifty ``math`` functions, and keeps a module stack per node. This
+tracer reuses fx's own :class:`~torch.fx.Proxy` (so every op records exactly as
+under fx) and fx's patching of ``torch.fx.wrap``-ed functions, and drops the rest.
+What it does not handle (keyword-only or variadic ``forward`` arguments, tensor
+constants that are not attributes of the model, modules called but not installed,
+``math`` functions on traced values, any private fx API that moved) raises an
+exception, and the caller falls back to fx. Where both succeed they produce the
+same graph (``tests/test_fast_trace.py`` compares them node by node).
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx import _symbolic_trace as _fx
+from torch.fx.proxy import Proxy, TracerBase
+
+
+class Unsupported(Exception):
+    """Something this tracer leaves to ``torch.fx``."""
+
+
+_ATOMS = frozenset({
+    int, float, bool, str, complex, type(None), type(...),
+    torch.dtype, torch.device, torch.memory_format, torch.layout,
+})
+
+
+def _set_fx_tracing(value: bool) -> bool:
+    """Set fx's "tracing now" flag (code checks it via ``torch.fx._symbolic_trace.is_fx_tracing``);
+    returns the previous value."""
+    if hasattr(_fx, "_get_is_fx_tracing"):
+        previous = _fx._get_is_fx_tracing()
+        _fx._set_is_fx_tracing(value)
+    else:  # older torch: a module global
+        previous = _fx._is_fx_tracing_flag
+        _fx._is_fx_tracing_flag = value
+    return previous
+
+
+def _positional_names(forward, n_inputs: int) -> list[inspect.Parameter]:
+    params = list(inspect.signature(forward).parameters.values())[1:]  # drop self
+    if inspect.unwrap(forward) is not forward or len(params) != n_inputs or any(
+        p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params
+    ):
+        raise Unsupported("forward's arguments are not exactly the example inputs")
+    return params
+
+
+class LeanTracer(TracerBase):
+    """Trace ``root`` (an ``nn.Module``) into an ``fx.Graph`` whose nodes carry
+    ``meta["owner"]``: the path of the module whose code made them."""
+
+    def __init__(self, root: nn.Module, modules: dict[str, nn.Module], leaf_types: tuple[type, ...]):
+        self.root = root
+        self.graph = fx.Graph()
+        self.leaf_types = leaf_types
+        self.paths = {id(m): path for path, m in modules.items()}
+        self.modules = modules
+        self.owners: list[str] = []
+        self._leaf_by_type: dict[type, bool] = {}
+        self._param_names: dict[int, str] | None = None
+        self._param_proxies: dict[str, Proxy] = {}
+        self._tensor_names: dict[int, str] | None = None
+
+    # -- what fx's Tracer decides ---------------------------------------------
+
+    def is_leaf(self, module: nn.Module) -> bool:
+        cls = type(module)
+        leaf = self._leaf_by_type.get(cls)
+        if leaf is None:
+            leaf = issubclass(cls, self.leaf_types) or (
+                (cls.__module__.startswith("torch.nn") or cls.__module__.startswith("torch.ao.nn"))
+                and not issubclass(cls, nn.Sequential)
+            )
+            self._leaf_by_type[cls] = leaf
+        return leaf
+
+    def _parameter_name(self, p: torch.Tensor) -> str | None:
+        if self._param_names is None:
+            names: dict[int, str] = {}
+            for name, param in self.root.named_parameters():
+                names.setdefault(id(param), name)
+            self._param_names = names
+        return self._param_names.get(id(p))
+
+    def _tensor_name(self, t: torch.Tensor) -> str | None:
+        """A buffer's path (first in ``named_buffers``), else a plain tensor attribute's."""
+        if self._tensor_names is None:
+            names: dict[int, str] = {}
+            for path, m in self.modules.items():
+                for k, v in m.__dict__.items():
+                    if isinstance(v, torch.Tensor):
+                        names[id(v)] = f"{path}.{k}" if path else k
+            for name, buf in reversed(list(self.root.named_buffers())):
+                names[id(buf)] = name
+            self._tensor_names = names
+        return self._tensor_names.get(id(t))
+
+    # -- recording --------------------------------------------------------------
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
+        node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
+        node.meta["owner"] = self.owners[-1] if self.owners else ""
+        return node
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
+        node = self.create_node(kind, target, self.create_arg(args), self.create_arg(kwargs), name, type_expr)
+        return Proxy(node, self)
+
+    def create_arg(self, a):
+        kind = type(a)
+        if kind in _ATOMS:
+            return a
+        if isinstance(a, Proxy):
+            return a.node
+        if kind is tuple or kind is list:
+            return kind([self.create_arg(v) for v in a])
+        if kind is dict and all(type(k) is str for k in a):
+            return {k: self.create_arg(v) for k, v in a.items()}
+        if isinstance(a, torch.Tensor):
+            name = self._parameter_name(a) if isinstance(a, nn.Parameter) else self._tensor_name(a)
+            if name is None:
+                raise Unsupported("a tensor constant that is not an attribute of the model")
+            return self.create_node("get_attr", name, (), {})
+        if isinstance(a, nn.Module) or (isinstance(a, tuple) and hasattr(a, "_fields")):
+            raise Unsupported(f"a {type(a).__name__} as an argument")
+        return super().create_arg(a)
+
+    def _call_module(self, module: nn.Module, *args, **kwargs):
+        path = self.paths.get(id(module))
+        if path is None:
+            raise Unsupported(f"{type(module).__name__} is called but not installed in the model")
+        self.owners.append(path)
+        try:
+            if self.is_leaf(module):
+                return self.create_proxy("call_module", path, args, kwargs)
+            return _fx._orig_module_call(module, *args, **kwargs)
+        finally:
+            self.owners.pop()
+
+    def _module_getattr(self, module: nn.Module, attr: str):
+        value = _fx._orig_module_getattr(module, attr)
+        if isinstance(value, nn.Parameter):
+            name = self._parameter_name(value)
+            if name is not None:
+                proxy = self._param_proxies.get(name)
+                if proxy is None:
+                    proxy = self._param_proxies[name] = self.create_proxy("get_attr", name, (), {})
+                return proxy
+        return value
+
+    def trace(self) -> fx.Graph:
+        root = self.root
+        if isinstance(root, fx.GraphModule):
+            raise Unsupported("a GraphModule root")
+        forward = type(root).forward
+        code = forward.__code__
+        self.graph._co_fields = {
+            "co_name": code.co_name, "co_filename": code.co_filename, "co_firstlineno": code.co_firstlineno,
+        }
+        previous = _set_fx_tracing(True)
+        try:
+            # plain functions (not bound methods): they become methods of nn.Module
+            def module_getattr(module, attr):
+                return self._module_getattr(module, attr)
+
+            def module_call(module, *args, **kwargs):
+                return self._call_module(module, *args, **kwargs)
+
+            with _fx._new_patcher() as patcher:
+                patcher.patch_method(nn.Module, "__getattr__", module_getattr, deduplicate=False)
+                patcher.patch_method(nn.Module, "__call__", module_call, deduplicate=False)
+                _fx._patch_wrapped_functions(patcher)
+                annotations = getattr(forward, "__annotations__", {})
+                inputs = [
+                    self.create_proxy(
+                        "placeholder", p.name, () if p.default is inspect.Parameter.empty else (p.default,), {},
+                        type_expr=annotations.get(p.name),
+                    )
+                    for p in self._inputs
+                ]
+                out = forward(root, *inputs)
+                self.create_node("output", "output", (self.create_arg(out),), {}, type_expr=annotations.get("return"))
+        finally:
+            _set_fx_tracing(previous)
+        return self.graph
+
+    def run(self, n_inputs: int) -> fx.Graph:
+        self._inputs = _positional_names(type(self.root).forward, n_inputs)
+        return self.trace()
+
+
+def lean_trace(
+    model: nn.Module, n_inputs: int, modules: dict[str, nn.Module], leaf_types: tuple[type, ...]
+) -> fx.Graph:
+    """The graph ``fx.Tracer`` (with these leaf types) makes of ``model`` called with
+    ``n_inputs`` positional arguments; raises where it leaves the work to fx."""
+    return LeanTracer(model, modules, leaf_types).run(n_inputs)
