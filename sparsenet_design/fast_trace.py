@@ -45,6 +45,32 @@ def _set_fx_tracing(value: bool) -> bool:
     return previous
 
 
+def _graph_internals_known() -> bool:
+    g = fx.Graph()
+    return all(hasattr(g, a) for a in ("_graph_namespace", "_insert", "_find_nodes_lookup_table", "_len")) and all(
+        hasattr(g._graph_namespace, a) for a in ("create_name", "associate_name_with_obj")
+    )
+
+
+_LEAN_NODES = _graph_internals_known()
+
+
+def _append_node(graph: fx.Graph, op, target, args, kwargs, name, type_expr) -> fx.Node:
+    """``graph.create_node`` without its per-node scan of the arguments for raw
+    ``SymInt`` values (a warning about code that this tracer never produces), which
+    is a third of the cost of recording a node."""
+    if not _LEAN_NODES or graph.owning_module is not None:
+        return graph.create_node(op, target, args, kwargs, name, type_expr)
+    namespace = graph._graph_namespace
+    name = namespace.create_name(name if name is not None else graph._target_to_str(target), None)
+    node = fx.Node(graph, name, op, target, args, kwargs or {}, type_expr)
+    namespace.associate_name_with_obj(name, node)
+    graph._insert(node)
+    graph._find_nodes_lookup_table.insert(node)
+    graph._len += 1
+    return node
+
+
 def _positional_names(forward, n_inputs: int) -> list[inspect.Parameter]:
     params = list(inspect.signature(forward).parameters.values())[1:]  # drop self
     if inspect.unwrap(forward) is not forward or len(params) != n_inputs or any(
@@ -107,7 +133,7 @@ class LeanTracer(TracerBase):
     # -- recording --------------------------------------------------------------
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
-        node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
+        node = _append_node(self.graph, kind, target, args, kwargs, name, type_expr)
         node.meta["owner"] = self.owners[-1] if self.owners else ""
         return node
 

@@ -52,6 +52,7 @@ def _canonical(graph: fx.Graph) -> list[tuple]:
 def _both(model: nn.Module, n_inputs: int = 1):
     leaves = leaf_module_classes()
     lean = lean_trace(model, n_inputs, dict(model.named_modules()), leaves)
+    lean.lint()  # a well-formed graph: users, names and order consistent
     reference = _LeafAwareTracer(()).trace(model)
     return _canonical(lean), _canonical(reference)
 
