@@ -14,13 +14,16 @@ same graph (``tests/test_fast_trace.py`` compares them node by node).
 """
 from __future__ import annotations
 
+import dis
 import inspect
+import sys
+from bisect import bisect_left
 
 import torch
 import torch.fx as fx
 from torch import nn
 from torch.fx import _symbolic_trace as _fx
-from torch.fx.proxy import Proxy, TracerBase
+from torch.fx.proxy import Attribute, Proxy, TracerBase
 
 
 class Unsupported(Exception):
@@ -31,6 +34,25 @@ _ATOMS = frozenset({
     int, float, bool, str, complex, type(None), type(...),
     torch.dtype, torch.device, torch.memory_format, torch.layout,
 })
+
+
+class _UnpackingProxy(Proxy):
+    """fx's Proxy, whose ``a, b = proxy`` reads the caller's bytecode once per code
+    object instead of once per unpacking (fx disassembles the whole function each time)."""
+
+    def __iter__(self):
+        count = self.tracer.unpack_count(inspect.currentframe().f_back)
+        if count is None:
+            return self.tracer.iter(self)
+        return (self[i] for i in range(count))
+
+    def __getattr__(self, k: str) -> Attribute:
+        return _UnpackingAttribute(self, k)
+
+
+class _UnpackingAttribute(Attribute):
+    __iter__ = _UnpackingProxy.__iter__
+    __getattr__ = _UnpackingProxy.__getattr__
 
 
 def _set_fx_tracing(value: bool) -> bool:
@@ -95,6 +117,7 @@ class LeanTracer(TracerBase):
         self._param_names: dict[int, str] | None = None
         self._param_proxies: dict[str, Proxy] = {}
         self._tensor_names: dict[int, str] | None = None
+        self._instructions: dict = {}  # code object -> (offsets, instructions)
 
     # -- what fx's Tracer decides ---------------------------------------------
 
@@ -139,7 +162,19 @@ class LeanTracer(TracerBase):
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
         node = self.create_node(kind, target, self.create_arg(args), self.create_arg(kwargs), name, type_expr)
-        return Proxy(node, self)
+        return _UnpackingProxy(node, self)
+
+    def unpack_count(self, frame) -> int | None:
+        """How many values the instruction ``frame`` is at unpacks (``a, b = ...``), as fx's ``Proxy.__iter__``."""
+        code = frame.f_code
+        known = self._instructions.get(code)
+        if known is None:
+            instructions = list(dis.get_instructions(code))
+            known = self._instructions[code] = ([i.offset for i in instructions], instructions)
+        offsets, instructions = known
+        index = bisect_left(offsets, frame.f_lasti) if sys.version_info >= (3, 11) else frame.f_lasti // 2
+        instruction = instructions[index]
+        return instruction.argval if instruction.opname == "UNPACK_SEQUENCE" else None
 
     def create_arg(self, a):
         kind = type(a)

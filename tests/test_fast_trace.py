@@ -82,7 +82,8 @@ class Mixed(nn.Module):
 
     def forward(self, x, y):
         h = self.block(self.block(self.stem(x)))
-        seq = h.flatten(2).transpose(1, 2)
+        n, c, height, width = h.shape  # unpacking an attribute proxy
+        seq = h.view(n, c, height * width).transpose(1, 2)
         seq = self.attn(seq, seq, seq)[0]
         return {"logits": self.head(seq.mean(1)), "map": h + y}
 
