@@ -19,6 +19,7 @@ from torch import nn
 
 _EMPTY_OK = (dict, OrderedDict, set, list)
 _ATOMS = (int, float, bool, str, bytes, type(None), complex, torch.dtype, torch.device)
+_ATOM_TYPES = frozenset(_ATOMS)
 
 
 def _plain_copy_semantics(cls: type) -> bool:
@@ -61,20 +62,23 @@ def _copy(module: nn.Module, memo: dict[int, object]) -> nn.Module:
     memo[id(module)] = new
     state = {}
     for key, value in module.__dict__.items():
-        if key == "_modules":
-            children = type(value)()
+        kind = type(value)
+        if kind in _ATOM_TYPES:  # the common cases first: flags, sizes, empty hook dicts
+            state[key] = value
+        elif kind in _EMPTY_OK and not value:
+            state[key] = kind()
+        elif key == "_modules":
+            children = kind()
             for name, child in value.items():
                 children[name] = None if child is None else _copy(child, memo)
             state[key] = children
         elif key in ("_parameters", "_buffers"):
-            tensors = type(value)()
+            tensors = kind()
             for name, t in value.items():
                 tensors[name] = None if t is None else copy.deepcopy(t, memo)
             state[key] = tensors
         elif _is_atom(value):
             state[key] = value
-        elif type(value) in _EMPTY_OK and not value:  # e.g. the hook dictionaries
-            state[key] = type(value)()
         else:
             state[key] = copy.deepcopy(value, memo)
     new.__dict__.update(state)

@@ -176,17 +176,21 @@ def _check_against(model: nn.Module, spec: DesignSpec) -> None:
             )
 
 
-def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True) -> nn.Module:
+def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True,
+           modules: Mapping[str, nn.Module] | None = None) -> nn.Module:
+    """The compact model ``spec`` describes. ``modules``: ``dict(model.named_modules())``
+    where the caller has it already."""
+    modules = dict(model.named_modules()) if modules is None else modules
     # the resized layers and tensors go straight into the copy (deepcopy's memo), so
     # the layers being replaced are never copied
     memo: dict[int, object] = {}
     for path, entry in spec.modules.items():
         if entry["widths"] != entry["original"]:
-            module = model.get_submodule(path)
+            module = _submodule(model, modules, path)
             memo[id(module)] = resize_module(module, entry["widths"], (indices or {}).get(path), fresh)
     for path, entry in spec.params.items():
         parent_path, _, name = path.rpartition(".")
-        old = getattr(model.get_submodule(parent_path) if parent_path else model, name)
+        old = getattr(_submodule(model, modules, parent_path), name)
         new = resize_tensor(old.detach(), entry["widths"]).clone()
         memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
     compact = copy_module(model, memo)
@@ -196,6 +200,11 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True)
         new = entry["widths"]
         setattr(owner, attr, tuple(new) if isinstance(getattr(owner, attr), tuple) else new)
     return compact
+
+
+def _submodule(model: nn.Module, modules: Mapping[str, nn.Module], path: str) -> nn.Module:
+    module = modules.get(path)
+    return model.get_submodule(path) if module is None else module
 
 
 def apply_spec(model: nn.Module, spec: DesignSpec | str) -> nn.Module:
@@ -349,8 +358,8 @@ def reconstruct(
         if inherit:
             indices = _inherit_indices(graph, model, decisions)
         if not verify:
-            return _build(model, spec, indices, fresh=not inherit), spec
-        compact = _build(model, spec, indices, fresh=not inherit)
+            return _build(model, spec, indices, not inherit, modules), spec
+        compact = _build(model, spec, indices, not inherit, modules)
         if attempt == 0:
             run_inputs = _to_device_of(model, inputs)
             meta_inputs = to_meta(inputs)

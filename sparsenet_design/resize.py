@@ -8,6 +8,7 @@ whole resizer function (:func:`register_resizer`).
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from .module_copy import copy_module
 
-_CONTAINERS = (dict, OrderedDict, set, list)
+_CONTAINERS = frozenset((dict, OrderedDict, set, list))
 
 # class -> {tensor name: {dim: (width attribute, divided by groups?)}}
 _PARAM_DIMS: dict[type, dict[str, dict[int, tuple[str, bool]]]] = {}
@@ -105,8 +106,99 @@ def _shallow_clone(module: nn.Module) -> nn.Module:
     state["_modules"] = {
         name: None if child is None else copy_module(child) for name, child in module._modules.items()
     }
-    new.__dict__ = state
+    new.__dict__.update(state)  # not `new.__dict__ = state`: that goes through Module.__setattr__
     return new
+
+
+def _copy_tensors_left_shared(new: nn.Module, module: nn.Module) -> None:
+    """Give ``new`` its own copy of the tensors it still shares with ``module`` (those
+    no width applies to, e.g. a batch norm's ``num_batches_tracked``), so that resetting
+    or training the copy leaves ``module`` alone."""
+    for name, t in new._parameters.items():
+        if t is not None and t is module._parameters.get(name):
+            new._parameters[name] = nn.Parameter(t.detach().clone(), requires_grad=t.requires_grad)
+    for name, t in new._buffers.items():
+        if t is not None and t is module._buffers.get(name):
+            new._buffers[name] = t.detach().clone()
+
+
+# -- fresh initialisation ----------------------------------------------------
+# The stock layers' ``reset_parameters`` spend most of their time in the Python
+# around the few tensor ops; these do the same ops (the same random draws in the
+# same order, so the same values) directly. Subclasses may override
+# ``reset_parameters``, so only the exact classes take this path.
+
+_KAIMING_BOUND_GAIN = math.sqrt(3.0)
+_KAIMING_GAIN = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+
+
+def _init_conv_or_linear(module: nn.Module) -> None:
+    """``_ConvNd`` / ``Linear.reset_parameters``: ``kaiming_uniform_(weight, a=√5)``,
+    then the bias uniform in ±1/√fan_in."""
+    weight, bias = module.weight, module.bias
+    if not weight.numel() or not weight.is_contiguous():  # torch warns / uses a buffer here
+        module.reset_parameters()
+        return
+    fan_in = weight.shape[1] * math.prod(weight.shape[2:])
+    bound = _KAIMING_BOUND_GAIN * (_KAIMING_GAIN / math.sqrt(fan_in))  # kaiming_uniform_'s arithmetic
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+        if bias is not None:
+            bound = 1 / math.sqrt(fan_in)
+            bias.uniform_(-bound, bound)
+
+
+def _init_affine(module: nn.Module) -> None:
+    """``init.ones_(weight)``, ``init.zeros_(bias)``."""
+    bias = module.bias
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+        if bias is not None:
+            bias.zero_()
+
+
+def _init_batch_norm(module: nn.modules.batchnorm._NormBase) -> None:
+    """``_NormBase.reset_parameters`` (batch and instance norms)."""
+    if module.track_running_stats:
+        module.running_mean.zero_()
+        module.running_var.fill_(1)
+        module.num_batches_tracked.zero_()
+    if module.affine:
+        _init_affine(module)
+
+
+def _init_layer_norm(module: nn.LayerNorm) -> None:
+    if module.elementwise_affine:
+        _init_affine(module)
+
+
+def _init_group_norm(module: nn.GroupNorm) -> None:
+    if module.affine:
+        _init_affine(module)
+
+
+_FAST_INIT: dict[type, Callable[[nn.Module], None]] = {
+    **dict.fromkeys(
+        (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear),
+        _init_conv_or_linear,
+    ),
+    **dict.fromkeys(
+        (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+         nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
+        _init_batch_norm,
+    ),
+    nn.LayerNorm: _init_layer_norm,
+    nn.GroupNorm: _init_group_norm,
+}
+
+
+def _fresh_init(module: nn.Module) -> None:
+    """``module.reset_parameters()``, with the same result but faster for stock layers."""
+    init = _FAST_INIT.get(type(module))
+    if init is None:
+        module.reset_parameters()
+    else:
+        init(module)
 
 
 def resize_tensor(t: torch.Tensor, new_shape, indices: Mapping[int, torch.Tensor | None] | None = None) -> torch.Tensor:
@@ -115,6 +207,15 @@ def resize_tensor(t: torch.Tensor, new_shape, indices: Mapping[int, torch.Tensor
         if size != t.shape[d] or (indices and indices.get(d) is not None):
             t = _select(t, d, size, (indices or {}).get(d))
     return t
+
+
+def _set_widths(new: nn.Module, widths: Mapping[str, int]) -> None:
+    for attr, value in widths.items():
+        value = (value,) if attr == "normalized_shape" else value
+        if attr in new.__dict__:
+            new.__dict__[attr] = value  # a plain attribute: no need for Module.__setattr__
+        else:
+            setattr(new, attr, value)
 
 
 def resize_module(
@@ -139,12 +240,8 @@ def resize_module(
             "sparsenet_design.resize.register_param_dims or a resizer with register_resizer"
         )
     new = _shallow_clone(module)
-    for attr, value in widths.items():
-        value = (value,) if attr == "normalized_shape" else value
-        if attr in new.__dict__:
-            new.__dict__[attr] = value  # a plain attribute: no need for Module.__setattr__
-        else:
-            setattr(new, attr, value)
+    _set_widths(new, widths)
+    fresh = fresh and hasattr(new, "reset_parameters")
     groups = getattr(new, "groups", 1)
     for name, spec in dims.items():
         t = getattr(module, name, None)
@@ -154,7 +251,7 @@ def resize_module(
         for dim, (attr, per_group) in spec.items():
             if attr in widths:
                 shape[dim] = widths[attr] // groups if per_group else widths[attr]
-        if fresh and hasattr(new, "reset_parameters"):
+        if fresh:
             data = torch.empty(shape, dtype=t.dtype, device=t.device)
         else:
             data = t.detach()
@@ -168,6 +265,7 @@ def resize_module(
             new._parameters[name] = nn.Parameter(data, requires_grad=t.requires_grad)
         else:
             new._buffers[name] = data
-    if fresh and hasattr(new, "reset_parameters"):
-        new.reset_parameters()
+    _copy_tensors_left_shared(new, module)
+    if fresh:
+        _fresh_init(new)
     return new

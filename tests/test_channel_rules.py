@@ -1,5 +1,4 @@
 """Channel groups on the structures of DESIGN.md §2, each checked on the rebuilt model."""
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
