@@ -14,6 +14,7 @@ same graph (``tests/test_fast_trace.py`` compares them node by node).
 """
 from __future__ import annotations
 
+import contextlib
 import dis
 import inspect
 import sys
@@ -100,6 +101,31 @@ def _positional_names(forward, n_inputs: int) -> list[inspect.Parameter]:
     ):
         raise Unsupported("forward's arguments are not exactly the example inputs")
     return params
+
+
+@contextlib.contextmanager
+def _methods_of(classes: set[type], **methods):
+    """Give each class ``methods`` for the duration, then let it inherit them again.
+
+    fx patches ``nn.Module`` itself, and setting an attribute on a class clears the
+    method caches of all its subclasses, which for ``nn.Module`` costs a good part
+    of tracing a small model. Modules of other classes are not intercepted: they run
+    as plain Python (what they record is still checked, e.g. their tensors must be
+    attributes of the model)."""
+    for cls in classes:
+        for klass in cls.__mro__[: cls.__mro__.index(nn.Module)]:
+            if any(name in vars(klass) for name in methods):
+                raise Unsupported(f"{cls.__name__} defines its own {' or '.join(methods)}")
+    patched = []
+    try:
+        for cls in classes:
+            for name, fn in methods.items():
+                setattr(cls, name, fn)
+                patched.append((cls, name))
+        yield
+    finally:
+        for cls, name in reversed(patched):
+            delattr(cls, name)
 
 
 class LeanTracer(TracerBase):
@@ -229,16 +255,15 @@ class LeanTracer(TracerBase):
         }
         previous = _set_fx_tracing(True)
         try:
-            # plain functions (not bound methods): they become methods of nn.Module
+            # plain functions (not bound methods): they become methods of the model's classes
             def module_getattr(module, attr):
                 return self._module_getattr(module, attr)
 
             def module_call(module, *args, **kwargs):
                 return self._call_module(module, *args, **kwargs)
 
-            with _fx._new_patcher() as patcher:
-                patcher.patch_method(nn.Module, "__getattr__", module_getattr, deduplicate=False)
-                patcher.patch_method(nn.Module, "__call__", module_call, deduplicate=False)
+            classes = {type(m) for m in self.modules.values()}
+            with _fx._new_patcher() as patcher, _methods_of(classes, __call__=module_call, __getattr__=module_getattr):
                 _fx._patch_wrapped_functions(patcher)
                 annotations = getattr(forward, "__annotations__", {})
                 inputs = [

@@ -152,17 +152,53 @@ class CallsAStranger(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 1)
+        self.act = nn.ReLU()
 
     def forward(self, x):
-        return nn.ReLU()(self.conv(x))  # a module that is not installed
+        return nn.ReLU()(self.act(self.conv(x)))  # a module of a known class that is not installed
 
 
-@pytest.mark.parametrize("model", [KeywordOnly(), MadeConstant(), CallsAStranger()], ids=lambda m: type(m).__name__)
+class OwnGetattr(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def __getattr__(self, name):
+        return super().__getattr__(name)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("model", [KeywordOnly(), MadeConstant(), CallsAStranger(), OwnGetattr()],
+                         ids=lambda m: type(m).__name__)
 def test_leaves_unusual_models_to_fx(model):
     call, getattr_ = nn.Module.__call__, nn.Module.__getattr__
     with pytest.raises(Unsupported):
         lean_trace(model, 1, dict(model.named_modules()), leaf_module_classes())
-    assert nn.Module.__call__ is call and nn.Module.__getattr__ is getattr_  # patches reverted
+    assert nn.Module.__call__ is call and nn.Module.__getattr__ is getattr_
+    for m in model.modules():  # the classes inherit nn.Module's methods again
+        assert "__call__" not in vars(type(m)) and ("__getattr__" not in vars(type(m)) or type(m) is OwnGetattr)
+
+
+def test_a_module_of_another_class_runs_as_plain_python():
+    class Stranger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return nn.ReLU()(self.conv(x))  # ReLU is not a class of the model: its forward is recorded
+
+    model = Stranger()
+    graph = lean_trace(model, 1, dict(model.named_modules()), leaf_module_classes())
+    assert [(n.op, n.meta["owner"]) for n in graph.nodes] == [
+        ("placeholder", ""), ("call_module", "conv"), ("call_function", ""), ("output", "")
+    ]
+    block = Block(4)  # and fx's own patching still works afterwards
+    assert _canonical(_LeafAwareTracer(()).trace(block)) == _canonical(
+        lean_trace(block, 1, dict(block.named_modules()), leaf_module_classes())
+    )
 
 
 @pytest.mark.parametrize("model", [KeywordOnly(), MadeConstant(), MathOnSizes()], ids=lambda m: type(m).__name__)
