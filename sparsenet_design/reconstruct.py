@@ -12,7 +12,7 @@ from .layers import is_prunable
 from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .module_copy import copy_module
-from .resize import resize_module, resize_tensor
+from .resize import _own_copy, resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
 from .shape_pass import cheap_to_run, eval_mode, on_meta, sized_layers, to_meta
 from .trace import trace
@@ -191,7 +191,8 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True,
     for path, entry in spec.params.items():
         parent_path, _, name = path.rpartition(".")
         old = getattr(_submodule(model, modules, parent_path), name)
-        new = resize_tensor(old.detach(), entry["widths"]).clone()
+        source = old.detach()
+        new = _own_copy(resize_tensor(source, entry["widths"]), source)
         memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
     compact = copy_module(model, memo)
     for key, entry in spec.attributes.items():

@@ -201,6 +201,12 @@ def _fresh_init(module: nn.Module) -> None:
         init(module)
 
 
+def _own_copy(t: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``t`` as a tensor of its own: a selection already is one (``index_select``
+    copies), an unchanged ``source`` is cloned."""
+    return t.clone() if t is source else t
+
+
 def resize_tensor(t: torch.Tensor, new_shape, indices: Mapping[int, torch.Tensor | None] | None = None) -> torch.Tensor:
     """Keep the first entries (or ``indices[dim]``) along every dimension that shrinks."""
     for d, size in enumerate(new_shape):
@@ -254,12 +260,12 @@ def resize_module(
         if fresh:
             data = torch.empty(shape, dtype=t.dtype, device=t.device)
         else:
-            data = t.detach()
+            data = source = t.detach()
             for dim, (attr, per_group) in spec.items():
                 if attr in widths:
                     idx = None if (per_group and groups > 1) or not indices else indices.get(attr)
                     data = _select(data, dim, shape[dim], idx)
-            data = data.clone()
+            data = _own_copy(data, source)
         # the name is already registered (the state was copied): replace the tensor in place
         if isinstance(t, nn.Parameter):
             new._parameters[name] = nn.Parameter(data, requires_grad=t.requires_grad)

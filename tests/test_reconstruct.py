@@ -63,6 +63,14 @@ def test_reconstruct_leaves_the_source_model_untouched():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("inherit", [False, True])
+def test_compact_model_shares_no_memory_with_the_source(inherit):
+    model = TinyUNet()
+    compact, _ = reconstruct(model, (torch.randn(1, 3, 16, 16),), densities=uniform(model, 0.3), inherit=inherit)
+    source = {t.data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    assert not source & {t.data_ptr() for t in list(compact.parameters()) + list(compact.buffers()) if t.numel()}
+
+
 def test_inherit_keeps_strongest_channels():
     class Two(nn.Module):
         def __init__(self):
