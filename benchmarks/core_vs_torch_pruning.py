@@ -225,7 +225,9 @@ def write_tracing(rows: list[dict], path: Path, command: str, repeats: int, expo
 
     lines += [
         "Same models, inputs and process as `core_vs_torch_pruning.md`. The core's `trace()` is "
-        "`symbolic_trace` with leaf rules, a concrete-shape MetaTracer fallback for shape-dependent "
+        "fx symbolic tracing with leaf rules (recorded by the lean tracer of `fast_trace.py`, which makes "
+        "fx's graph node for node at a fraction of the cost, and by `fx.Tracer` itself where it declines), "
+        "a concrete-shape MetaTracer fallback for shape-dependent "
         "control flow, and one pass that records every node's shape (what the channel rules need; "
         "convs, linears, norms and activations sized by formula, the rest run for real on small inputs, "
         "on the meta device otherwise) and no `GraphModule` code generation; `symbolic_trace` records no "
