@@ -121,48 +121,39 @@ def test_same_graph_as_fx_on_random_dags(recipe):
     assert lean == reference
 
 
-class KeywordOnly(nn.Module):
+class OneConv(nn.Module):
+    """A 3→4 channel 1×1 conv; the subclasses below differ in their forward only."""
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 1)
 
+
+class KeywordOnly(OneConv):
     def forward(self, x, *, scale=2.0):
         return self.conv(x) * scale
 
 
-class MadeConstant(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
-
+class MadeConstant(OneConv):
     def forward(self, x):
         return self.conv(x) + torch.ones(1, 4, 1, 1)  # a tensor fx stores on the model
 
 
-class MathOnSizes(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
-
+class MathOnSizes(OneConv):
     def forward(self, x):
         return self.conv(x) / math.sqrt(x.shape[1])  # fx wraps math functions; the lean tracer does not
 
 
-class CallsAStranger(nn.Module):
+class CallsAStranger(OneConv):
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
         self.act = nn.ReLU()
 
     def forward(self, x):
         return nn.ReLU()(self.act(self.conv(x)))  # a module of a known class that is not installed
 
 
-class OwnGetattr(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
-
+class OwnGetattr(OneConv):
     def __getattr__(self, name):
         return super().__getattr__(name)
 
@@ -182,11 +173,7 @@ def test_leaves_unusual_models_to_fx(model):
 
 
 def test_a_module_of_another_class_runs_as_plain_python():
-    class Stranger(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 1)
-
+    class Stranger(OneConv):
         def forward(self, x):
             return nn.ReLU()(self.conv(x))  # ReLU is not a class of the model: its forward is recorded
 
@@ -212,11 +199,7 @@ def test_trace_falls_back_to_fx_and_still_designs(model):
 
 
 def test_errors_in_the_users_code_still_reach_the_user():
-    class ValueBranch(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 1)
-
+    class ValueBranch(OneConv):
         def forward(self, x):
             if x.sum() > 1e9:  # control flow on values: neither tracer can follow it symbolically
                 return x
