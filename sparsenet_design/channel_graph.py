@@ -363,6 +363,18 @@ class _Builder:
             for layout in layouts:
                 for seg in layout:
                     self.table.pin(seg.group, f"module '{path}' pinned")
+            self._pin_calls_of(path)
+
+    def _pin_calls_of(self, path: str) -> None:
+        """Pin what flows into and out of each call of module ``path`` (or a module in
+        it), so that pinning also holds a layer that has no width of its own (one with
+        a rule but a fixed channel count inside, say)."""
+        for node in self.traced.graph.nodes:
+            target = node.target
+            if node.op == "call_module" and (target == path or target.startswith(path + ".") or not path):
+                ctx = RuleContext(self, node, None)
+                for v in [*_node_args(node), node]:
+                    ctx.pin(v, f"module '{path}' pinned")
 
 
 def build_channel_graph(traced: TracedModel, pinned_modules: Iterable[str] = ()) -> ChannelGraph:

@@ -253,16 +253,24 @@ class _CallStack:
 
 
 def _run(model: nn.Module, inputs: tuple) -> tuple[list | None, str | None, Exception | None]:
-    hooks = _CallStack(model)
+    """Output shapes of one run of ``model``, or the module that raised and the error."""
     try:
-        with torch.no_grad(), eval_mode(model), sized_layers(model):
-            out = model(*inputs)
-        return _shapes(out), None, None
-    except Exception as exc:
-        where = next((n for n in reversed(hooks.stack) if n), "")
-        return None, where, exc
-    finally:
-        hooks.close()
+        return _shapes(_forward(model, inputs)), None, None
+    except Exception as first:
+        # run again with hooks that see which module raises: only a failing run pays for them
+        hooks = _CallStack(model)
+        try:
+            _forward(model, inputs)
+        except Exception as exc:
+            return None, next((n for n in reversed(hooks.stack) if n), ""), exc
+        finally:
+            hooks.close()
+        return None, "", first
+
+
+def _forward(model: nn.Module, inputs: tuple):
+    with torch.no_grad(), eval_mode(model), sized_layers(model):
+        return model(*inputs)
 
 
 def _to_device_of(model: nn.Module, value):

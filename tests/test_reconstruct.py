@@ -262,3 +262,36 @@ def test_design_spec_alone_equals_the_spec_reconstruct_writes():
     compact = apply_spec(torchvision.models.mobilenet_v3_small(num_classes=10), alone)
     assert compact(x).shape == (1, 10)
     assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+class _FixedMix(nn.Module):
+    """Mixes exactly 8 channels with a fixed matrix: its width cannot change."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.eye(8))
+
+    def forward(self, x):
+        return torch.einsum("bchw,cd->bdhw", x, self.w)
+
+
+class _WithFixedMix(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+        self.mix = _FixedMix()
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.mix(self.conv(x)))
+
+
+def test_a_wrong_rule_is_repaired_by_pinning_the_module_that_fails():
+    from sparsenet_design.rules import register_module_rule
+
+    register_module_rule(_FixedMix, passthrough_rule())  # wrong: the mix needs exactly 8 channels
+    model, x = _WithFixedMix(), torch.randn(1, 3, 4, 4)
+    compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.1), leaf_modules=[_FixedMix])
+    assert compact(x).shape == (1, 2, 4, 4)
+    assert compact.conv.out_channels == 8
+    assert any("pinned 'mix'" in note for note in spec.notes)
