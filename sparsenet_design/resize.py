@@ -192,6 +192,48 @@ _FAST_INIT: dict[type, Callable[[nn.Module], None]] = {
 }
 
 
+_BATCH_NORMS = frozenset((
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+))
+
+
+def _fresh_batch_norm(new: nn.Module, module: nn.Module) -> bool:
+    """Give ``new`` (a copy of the stock batch/instance norm ``module``, already at
+    its new width) the tensors ``reset_parameters`` would leave, made with their
+    values instead of allocated and then filled. False, and nothing done, where the
+    module's tensors do not match its flags (someone changed them after construction)."""
+    params, buffers = module._parameters, module._buffers
+    weight, bias, mean = params.get("weight"), params.get("bias"), buffers.get("running_mean")
+    var, count = buffers.get("running_var"), buffers.get("num_batches_tracked")
+    if (weight is not None, bias is not None) != (module.affine, module.affine) or (
+        (mean is not None, var is not None, count is not None) != (module.track_running_stats,) * 3
+    ):
+        return False
+    n = new.num_features
+    if weight is not None:
+        new._parameters["weight"] = nn.Parameter(
+            torch.ones(n, dtype=weight.dtype, device=weight.device), requires_grad=weight.requires_grad)
+        new._parameters["bias"] = nn.Parameter(
+            torch.zeros(n, dtype=bias.dtype, device=bias.device), requires_grad=bias.requires_grad)
+    if mean is not None:
+        new._buffers["running_mean"] = torch.zeros(n, dtype=mean.dtype, device=mean.device)
+        new._buffers["running_var"] = torch.ones(n, dtype=var.dtype, device=var.device)
+        new._buffers["num_batches_tracked"] = torch.zeros((), dtype=count.dtype, device=count.device)
+    return True
+
+
+def _fresh_init_writes_all(module: nn.Module) -> bool:
+    """Whether the fresh init of ``module`` writes every tensor it has, so that they
+    can start out uninitialised. Not for other classes (a ``reset_parameters`` may
+    leave a buffer alone), nor where a flag was changed after construction."""
+    kind = type(module)
+    if kind not in _FAST_INIT or kind in _BATCH_NORMS:  # batch norms that get here have such flags
+        return False
+    affine = getattr(module, "elementwise_affine", getattr(module, "affine", None))
+    return affine is None or affine == (module._parameters.get("weight") is not None)
+
+
 def _fresh_init(module: nn.Module) -> None:
     """``module.reset_parameters()``, with the same result but faster for stock layers."""
     init = _FAST_INIT.get(type(module))
@@ -247,7 +289,10 @@ def resize_module(
         )
     new = _shallow_clone(module)
     _set_widths(new, widths)
+    if fresh and type(module) in _BATCH_NORMS and _fresh_batch_norm(new, module):
+        return new
     fresh = fresh and hasattr(new, "reset_parameters")
+    start_empty = fresh and _fresh_init_writes_all(module)
     groups = getattr(new, "groups", 1)
     for name, spec in dims.items():
         t = getattr(module, name, None)
@@ -257,9 +302,9 @@ def resize_module(
         for dim, (attr, per_group) in spec.items():
             if attr in widths:
                 shape[dim] = widths[attr] // groups if per_group else widths[attr]
-        if fresh:
+        if start_empty:
             data = torch.empty(shape, dtype=t.dtype, device=t.device)
-        else:
+        else:  # kept channels; a fresh init then overwrites what it initialises
             data = source = t.detach()
             for dim, (attr, per_group) in spec.items():
                 if attr in widths:

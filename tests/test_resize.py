@@ -105,3 +105,48 @@ def test_reconstruct_leaves_batch_norm_counters_alone():
     assert int(model[1].num_batches_tracked) == 7 and int(compact[1].num_batches_tracked) == 0
     compact[1].num_batches_tracked += 1
     assert int(model[1].num_batches_tracked) == 7
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.SyncBatchNorm])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("track", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fresh_batch_norm_equals_a_new_layer_of_that_width(cls, affine, track, dtype):
+    source = cls(12, eps=1e-3, momentum=0.3, affine=affine, track_running_stats=track, dtype=dtype)
+    with torch.no_grad():
+        for t in list(source.parameters()) + list(source.buffers()):
+            t.add_(3)  # trained values, which a fresh layer must not keep
+    source.weight.requires_grad_(False) if affine else None
+    new = resize_module(source, {"num_features": 5}, fresh=True)
+    reference = cls(5, eps=1e-3, momentum=0.3, affine=affine, track_running_stats=track, dtype=dtype)
+    assert new.state_dict().keys() == reference.state_dict().keys()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(new.state_dict()[key], value) and new.state_dict()[key].dtype == value.dtype
+    assert [p.requires_grad for p in new.parameters()] == [p.requires_grad for p in source.parameters()]
+    assert (new.num_features, new.eps, new.momentum) == (5, 1e-3, 0.3)
+
+
+def test_batch_norm_whose_flags_were_changed_takes_the_general_path():
+    bn = nn.BatchNorm2d(8)
+    bn.track_running_stats = False  # buffers still there: reset_parameters leaves them alone
+    with torch.no_grad():
+        bn.running_mean.fill_(2.0)
+    new = resize_module(bn, {"num_features": 4}, fresh=True)
+    assert torch.equal(new.running_mean, torch.full((4,), 2.0))
+
+
+class _ScaledConv(nn.Conv2d):
+    """A layer whose reset_parameters leaves one of its buffers alone."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("scale", torch.arange(float(self.out_channels)))
+
+
+def test_fresh_init_never_leaves_uninitialised_memory():
+    from sparsenet_design.resize import register_param_dims
+
+    register_param_dims(_ScaledConv, {"weight": {0: "out_channels", 1: ("in_channels", True)},
+                                      "bias": {0: "out_channels"}, "scale": {0: "out_channels"}})
+    new = resize_module(_ScaledConv(3, 8, 1), {"out_channels": 4}, fresh=True)
+    assert torch.equal(new.scale, torch.arange(4.0))  # the kept channels, not whatever memory held
