@@ -116,16 +116,20 @@ def _methods_of(classes: set[type], **methods):
         for klass in cls.__mro__[: cls.__mro__.index(nn.Module)]:
             if any(name in vars(klass) for name in methods):
                 raise Unsupported(f"{cls.__name__} defines its own {' or '.join(methods)}")
+    missing = object()
     patched = []
     try:
-        for cls in classes:
+        for cls in classes:  # nn.Module itself among them (a bare container) has its own, kept below
             for name, fn in methods.items():
+                patched.append((cls, name, vars(cls).get(name, missing)))
                 setattr(cls, name, fn)
-                patched.append((cls, name))
         yield
     finally:
-        for cls, name in reversed(patched):
-            delattr(cls, name)
+        for cls, name, own in reversed(patched):
+            if own is missing:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, own)
 
 
 class LeanTracer(TracerBase):

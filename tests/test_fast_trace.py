@@ -172,6 +172,22 @@ def test_leaves_unusual_models_to_fx(model):
         assert "__call__" not in vars(type(m)) and ("__getattr__" not in vars(type(m)) or type(m) is OwnGetattr)
 
 
+def test_a_bare_module_container_is_traced_and_nn_module_restored():
+    class WithNamespace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ns = nn.Module()  # a plain nn.Module used as a namespace
+            self.ns.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.ns.conv(x)
+
+    call, getattr_ = nn.Module.__call__, nn.Module.__getattr__
+    lean, reference = _both(WithNamespace())
+    assert lean == reference
+    assert vars(nn.Module)["__call__"] is call and vars(nn.Module)["__getattr__"] is getattr_
+
+
 def test_a_module_of_another_class_runs_as_plain_python():
     class Stranger(OneConv):
         def forward(self, x):
