@@ -73,9 +73,18 @@ class _LeanNodes:
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
         node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
-        stack = self.module_stack  # keys are "path" or "path@N" for a module's N-th call
-        node.meta["owner"] = next(reversed(stack.values()))[0] if stack else ""
+        node.meta["owner"] = _innermost_path(self.module_stack)
         return node
+
+
+def _innermost_path(stack) -> str:
+    """Path of the innermost module on fx's module stack ("" when empty). Its keys are
+    "path", or "path@N" for a module's N-th call; its values (path, type) pairs in
+    recent torch, a bare type in older ones."""
+    if not stack:
+        return ""
+    value = next(reversed(stack.values()))
+    return value[0] if isinstance(value, tuple) else next(reversed(stack)).split("@")[0]
 
 
 class _LeafAwareTracer(_LeanNodes, fx.Tracer):
@@ -98,11 +107,7 @@ def _user_frame(exc: BaseException) -> str | None:
 
 
 def _current_module(tracer: fx.Tracer) -> str | None:
-    stack = getattr(tracer, "module_stack", None)
-    if stack:
-        path = next(reversed(stack.values()))[0]
-        return path or None
-    return None
+    return _innermost_path(getattr(tracer, "module_stack", None)) or None
 
 
 def _as_tuple(example_inputs) -> tuple:
