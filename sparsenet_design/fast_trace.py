@@ -94,7 +94,7 @@ def _append_node(graph: fx.Graph, op, target, args, kwargs, name, type_expr) -> 
     return node
 
 
-def _positional_names(forward, n_inputs: int) -> list[inspect.Parameter]:
+def _forward_inputs(forward, n_inputs: int) -> list[inspect.Parameter]:
     params = list(inspect.signature(forward).parameters.values())[1:]  # drop self
     if inspect.unwrap(forward) is not forward or len(params) != n_inputs or any(
         p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params
@@ -248,11 +248,12 @@ class LeanTracer(TracerBase):
                 return proxy
         return value
 
-    def trace(self) -> fx.Graph:
+    def trace(self, n_inputs: int) -> fx.Graph:
         root = self.root
         if isinstance(root, fx.GraphModule):
             raise Unsupported("a GraphModule root")
         forward = type(root).forward
+        params = _forward_inputs(forward, n_inputs)
         code = forward.__code__
         self.graph._co_fields = {
             "co_name": code.co_name, "co_filename": code.co_filename, "co_firstlineno": code.co_firstlineno,
@@ -275,7 +276,7 @@ class LeanTracer(TracerBase):
                         "placeholder", p.name, () if p.default is inspect.Parameter.empty else (p.default,), {},
                         type_expr=annotations.get(p.name),
                     )
-                    for p in self._inputs
+                    for p in params
                 ]
                 out = forward(root, *inputs)
                 self.create_node("output", "output", (self.create_arg(out),), {}, type_expr=annotations.get("return"))
@@ -283,14 +284,9 @@ class LeanTracer(TracerBase):
             _set_fx_tracing(previous)
         return self.graph
 
-    def run(self, n_inputs: int) -> fx.Graph:
-        self._inputs = _positional_names(type(self.root).forward, n_inputs)
-        return self.trace()
-
-
 def lean_trace(
     model: nn.Module, n_inputs: int, modules: dict[str, nn.Module], leaf_types: tuple[type, ...]
 ) -> fx.Graph:
     """The graph ``fx.Tracer`` (with these leaf types) makes of ``model`` called with
     ``n_inputs`` positional arguments; raises where it leaves the work to fx."""
-    return LeanTracer(model, modules, leaf_types).run(n_inputs)
+    return LeanTracer(model, modules, leaf_types).trace(n_inputs)

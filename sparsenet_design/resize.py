@@ -206,9 +206,9 @@ def _fresh_batch_norm(new: nn.Module, module: nn.Module) -> bool:
     params, buffers = module._parameters, module._buffers
     weight, bias, mean = params.get("weight"), params.get("bias"), buffers.get("running_mean")
     var, count = buffers.get("running_var"), buffers.get("num_batches_tracked")
-    if (weight is not None, bias is not None) != (module.affine, module.affine) or (
-        (mean is not None, var is not None, count is not None) != (module.track_running_stats,) * 3
-    ):
+    affine_as_flagged = (weight is not None) == (bias is not None) == module.affine
+    stats_as_flagged = (mean is not None) == (var is not None) == (count is not None) == module.track_running_stats
+    if not (affine_as_flagged and stats_as_flagged):
         return False
     n = new.num_features
     if weight is not None:
