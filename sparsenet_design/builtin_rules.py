@@ -14,86 +14,8 @@ from torch import nn
 
 from .channel_graph import RuleContext, ShapeInfo, SymInt, TensorInfo
 from .groups import Layout, Segment
-from .rules import register_function_rule, register_method_rule, register_module_rule
-
-# ---------------------------------------------------------------- helpers
-
-
-def _scaled(layout: Layout, factor: Fraction) -> Layout:
-    return tuple(Segment(s.group, s.scale * factor, s.part) for s in layout)
-
-
-def _copy_info(info: TensorInfo, ndim: int | None = None) -> TensorInfo:
-    return TensorInfo(info.ndim if ndim is None else ndim, dict(info.dims), dict(info.blocks))
-
-
-def _tensor_args(ctx: RuleContext) -> list[fx.Node]:
-    out = []
-    for a in list(ctx.node.args) + list(ctx.node.kwargs.values()):
-        if isinstance(a, fx.Node) and isinstance(ctx.value(a), torch.Tensor):
-            out.append(a)
-    return out
-
-
-# ---------------------------------------------------------------- element-wise
-
-
-def elementwise(ctx: RuleContext) -> None:
-    """Broadcasting element-wise op: per output dimension, every input that spans it
-    shares its channels."""
-    out_shape = ctx.shape()
-    if out_shape is None:  # arithmetic on Python numbers (sizes): nothing to tie
-        ctx.set_output(SymInt(None))
-        return
-    nd = len(out_shape)
-    out = TensorInfo(nd)
-    args = _tensor_args(ctx)
-    for d in range(nd):
-        spanning = []
-        for a in args:
-            shape = ctx.shape(a)
-            k = d - (nd - len(shape))
-            if k >= 0 and shape[k] == out_shape[d] and out_shape[d] > 1:
-                spanning.append((a, k))
-        known = [(a, k) for a, k in spanning if ctx.channels(a).dims.get(k) is not None]
-        if not known:
-            continue
-        ref = ctx.channels(known[0][0]).dims[known[0][1]]
-        for a, k in spanning:
-            ctx.merge(ref, ctx.layout(a, k), ctx.describe())
-        out.dims[d] = ref
-        for a, k in spanning:
-            blk = ctx.channels(a).blocks.get(k)
-            if blk is not None:
-                out.blocks[d] = blk
-    for a in args:
-        for k, blk in ctx.channels(a).blocks.items():
-            d = k + (nd - ctx.channels(a).ndim)
-            if 0 <= d < nd and out_shape[d] == blk[1]:
-                out.blocks.setdefault(d, blk)
-    ctx.set_output(out)
-
-
-def structural(ctx: RuleContext) -> None:
-    """Shape-changing op that never mixes channels (pooling, resizing, padding):
-    dimensions that keep their size keep their channels; a channel dimension whose
-    size changes is pinned."""
-    x = ctx.arg(0, "input")
-    out_shape, in_shape = ctx.shape(), ctx.shape(x)
-    info = ctx.channels(x)
-    if out_shape is None or in_shape is None or len(out_shape) != len(in_shape):
-        ctx.pin(x, f"{ctx.describe()} changes the rank")
-        ctx.set_output(None)
-        return
-    out = TensorInfo(len(out_shape))
-    for d, layout in info.dims.items():
-        if in_shape[d] == out_shape[d]:
-            out.dims[d] = layout
-        else:
-            ctx.pin_layout(layout, f"{ctx.describe()} changes the size of a channel dimension")
-    out.blocks = {d: b for d, b in info.blocks.items() if in_shape[d] == out_shape[d]}
-    ctx.set_output(out)
-
+from .rule_helpers import copy_info, elementwise, scaled, structural, tensor_args
+from .rules import register_function_rule, register_method_rule
 
 def reduction(ctx: RuleContext) -> None:
     """mean/sum/amax/...: reduced dimensions drop out (width changes are harmless)."""
@@ -128,169 +50,6 @@ def _dims_of(dim, ndim: int) -> list[int]:
         return [dim % ndim]
     return [d % ndim for d in dim]
 
-
-# ---------------------------------------------------------------- layers
-
-
-def _conv_like(ctx: RuleContext) -> None:
-    """Conv and transposed conv: the same channel coupling (weights differ, see resize.py)."""
-    m = ctx.module
-    x = ctx.arg(0, "input")
-    lin = ctx.layout(x, 1)
-    g = m.groups
-    attrs = {"in_channels": lin}
-    if g == 1:
-        lout = ctx.new_group(m.out_channels, f"{ctx.path}.out_channels")
-        attrs["out_channels"] = lout
-    elif g == m.in_channels and m.out_channels % m.in_channels == 0:
-        # depthwise (with channel multiplier k): out channel c*k+j reads in channel c
-        lout = _scaled(lin, Fraction(m.out_channels, m.in_channels))
-        attrs["out_channels"] = lout
-        attrs["groups"] = lin
-    else:
-        lout = ctx.new_group(m.out_channels, f"{ctx.path}.out_channels")
-        attrs["out_channels"] = lout
-        if not (ctx.require_divisible(lin, g) and ctx.require_divisible(lout, g)):
-            ctx.pin_layout(lin, f"grouped conv {ctx.path} reads concatenated channels")
-            ctx.pin_layout(lout, f"grouped conv {ctx.path} reads concatenated channels")
-    ctx.record_module(attrs, [("in", lin), ("out", lout)])
-    info = TensorInfo(len(ctx.shape()), {1: lout})
-    ctx.set_output(info)
-
-
-for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-    register_module_rule(_cls, _conv_like)
-
-
-@register_module_rule(nn.Linear)
-def _linear(ctx: RuleContext) -> None:
-    m = ctx.module
-    x = ctx.arg(0, "input")
-    lin = ctx.layout(x, -1)
-    lout = ctx.new_group(m.out_features, f"{ctx.path}.out_features")
-    ctx.record_module({"in_features": lin, "out_features": lout}, [("in", lin), ("out", lout)])
-    info = _copy_info(ctx.channels(x))
-    info.dims[info.ndim - 1] = lout
-    info.blocks.pop(info.ndim - 1, None)
-    ctx.set_output(info)
-
-
-@register_module_rule(nn.Bilinear)
-def _bilinear(ctx: RuleContext) -> None:
-    m = ctx.module
-    l1, l2 = ctx.layout(ctx.arg(0), -1), ctx.layout(ctx.arg(1), -1)
-    lout = ctx.new_group(m.out_features, f"{ctx.path}.out_features")
-    ctx.record_module({"in1_features": l1, "in2_features": l2, "out_features": lout})
-    info = _copy_info(ctx.channels(ctx.arg(0)))
-    info.dims[info.ndim - 1] = lout
-    ctx.set_output(info)
-
-
-def _per_channel(attr: str, dim: int = 1):
-    """Norm-like layer with one parameter per channel on ``dim``: channels pass through."""
-
-    def rule(ctx: RuleContext) -> None:
-        x = ctx.arg(0, "input")
-        layout = ctx.layout(x, dim)
-        ctx.record_module({attr: layout})
-        ctx.set_output(_copy_info(ctx.channels(x)))
-
-    return rule
-
-
-for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm):
-    register_module_rule(_cls, _per_channel("num_features"))
-
-
-def _instance_norm(ctx: RuleContext) -> None:
-    m = ctx.module
-    x = ctx.arg(0, "input")
-    if m.affine or m.track_running_stats:
-        _per_channel("num_features")(ctx)
-    else:
-        ctx.set_output(_copy_info(ctx.channels(x)))
-
-
-for _cls in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d):
-    register_module_rule(_cls, _instance_norm)
-
-
-@register_module_rule(nn.GroupNorm)
-def _group_norm(ctx: RuleContext) -> None:
-    x = ctx.arg(0, "input")
-    layout = ctx.layout(x, 1)
-    if not ctx.require_divisible(layout, ctx.module.num_groups):
-        ctx.pin_layout(layout, f"GroupNorm {ctx.path} normalises concatenated channels")
-    ctx.record_module({"num_channels": layout})
-    ctx.set_output(_copy_info(ctx.channels(x)))
-
-
-@register_module_rule(nn.LayerNorm)
-def _layer_norm(ctx: RuleContext) -> None:
-    x = ctx.arg(0, "input")
-    shape = tuple(ctx.module.normalized_shape)
-    if len(shape) == 1:
-        layout = ctx.layout(x, -1)
-        ctx.record_module({"normalized_shape": layout})
-    else:
-        for k in range(len(shape)):
-            ctx.pin_layout(ctx.layout(x, -1 - k), f"LayerNorm {ctx.path} normalises several dimensions")
-    ctx.set_output(_copy_info(ctx.channels(x)))
-
-
-@register_module_rule(nn.PReLU)
-def _prelu(ctx: RuleContext) -> None:
-    x = ctx.arg(0, "input")
-    if ctx.module.num_parameters > 1:
-        ctx.record_module({"num_parameters": ctx.layout(x, 1)})
-    ctx.set_output(_copy_info(ctx.channels(x)))
-
-
-@register_module_rule(nn.Embedding)
-def _embedding(ctx: RuleContext) -> None:
-    lout = ctx.new_group(ctx.module.embedding_dim, f"{ctx.path}.embedding_dim")
-    ctx.record_module({"embedding_dim": lout})
-    ctx.set_output(TensorInfo(len(ctx.shape()), {len(ctx.shape()) - 1: lout}))
-
-
-@register_module_rule(nn.MultiheadAttention)
-def _mha(ctx: RuleContext) -> None:
-    m = ctx.module
-    q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
-    lq = ctx.layout(q, -1)
-    if not m._qkv_same_embed_dim:
-        for a in (q, k, v):
-            ctx.pin(a, f"{ctx.path} has kdim/vdim different from embed_dim")
-    ctx.merge(lq, ctx.layout(k, -1))
-    ctx.merge(lq, ctx.layout(v, -1))
-    if not ctx.require_divisible(lq, m.num_heads):
-        ctx.pin_layout(lq, f"attention {ctx.path} reads concatenated channels")
-    ctx.record_module({"embed_dim": lq}, [("in", lq), ("out", lq)])
-    out = _copy_info(ctx.channels(q))
-    ctx.set_output((out, None))
-
-
-_PASS_THROUGH_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign,
-    nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.Softmax, nn.LogSoftmax, nn.Softmax2d,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
-    nn.LocalResponseNorm,
-)
-for _cls in _PASS_THROUGH_MODULES:
-    register_module_rule(_cls, elementwise)
-
-_STRUCTURAL_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool2d,
-    nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d,
-    nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d,
-    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
-    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad2d,
-)
-for _cls in _STRUCTURAL_MODULES:
-    register_module_rule(_cls, structural)
 
 # ---------------------------------------------------------------- reshapes
 
@@ -363,7 +122,7 @@ def _reshape_info(ctx: RuleContext, x, in_shape, out_shape) -> TensorInfo:
                     factor *= in_shape[d]
                 seg_ok = all(info.blocks[d][0] == s.group for d in outer for s in layout)
                 if seg_ok:
-                    out.dims[big_out[0]] = _scaled(layout, factor)
+                    out.dims[big_out[0]] = scaled(layout, factor)
                     continue
         for d in chan:
             ctx.pin_layout(info.dims[d], f"{ctx.describe()} reshapes channels in a way the rules do not follow")
@@ -398,7 +157,7 @@ def _check_sizes(ctx: RuleContext, out: TensorInfo, entries: list | None) -> Non
         for layout in out.dims.values():
             ctx.pin_layout(layout, f"{ctx.describe()} uses sizes the rules cannot follow")
         return
-    concrete = ctx._b.traced.method == "concrete"
+    concrete = ctx._b.traced.constant_sizes
     for d in range(out.ndim):
         e = entries[d]
         if d not in out.dims and isinstance(e, SymInt) and e.layout is not None:
@@ -426,7 +185,7 @@ def _view_rule(ctx: RuleContext) -> None:
     ctx.set_output(out)
 
 
-def _flatten_rule(ctx: RuleContext) -> None:
+def flatten_rule(ctx: RuleContext) -> None:
     x = ctx.arg(0, "input")
     ctx.set_output(_reshape_info(ctx, x, ctx.shape(x), ctx.shape()))
 
@@ -435,11 +194,9 @@ for _name in ("view", "reshape"):
     register_method_rule(_name, _view_rule)
 register_function_rule(torch.reshape, _view_rule)
 for _name in ("flatten", "squeeze", "unsqueeze", "unflatten"):
-    register_method_rule(_name, _flatten_rule)
+    register_method_rule(_name, flatten_rule)
 for _fn in (torch.flatten, torch.squeeze, torch.unsqueeze, torch.unflatten):
-    register_function_rule(_fn, _flatten_rule)
-register_module_rule(nn.Flatten, _flatten_rule)
-register_module_rule(nn.Unflatten, _flatten_rule)
+    register_function_rule(_fn, flatten_rule)
 
 
 def _permute_rule(ctx: RuleContext) -> None:
@@ -561,7 +318,7 @@ def _split_outputs(ctx: RuleContext, x, dim: int, sizes: list[int]) -> list[Tens
     layout = info.dims.get(dim)
     outs, start = [], 0
     for size in sizes:
-        out = _copy_info(info)
+        out = copy_info(info)
         if layout is not None:
             sub = _slice_layout(ctx, layout, start, start + size)
             if sub is None:
@@ -749,6 +506,7 @@ def _int_arith(op):
         else:
             ctx.set_output(SymInt((Segment(seg.group, seg.scale * const, 0),)))
 
+    rule.__name__ = f"integer {op.__name__}"
     return rule
 
 
@@ -794,73 +552,6 @@ register_function_rule(torch.bmm, _matmul_rule)
 register_method_rule("matmul", _matmul_rule)
 register_method_rule("bmm", _matmul_rule)
 
-
-def _f_linear(ctx: RuleContext) -> None:
-    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
-    ctx.merge(ctx.layout(x, -1), ctx.layout(w, 1))
-    lout = ctx.layout(w, 0)
-    if isinstance(b, fx.Node):
-        ctx.merge(lout, ctx.layout(b, 0))
-    info = _copy_info(ctx.channels(x))
-    info.dims[info.ndim - 1] = lout
-    ctx.set_output(info)
-
-
-register_function_rule(F.linear, _f_linear)
-
-
-def _f_conv(ctx: RuleContext) -> None:
-    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
-    groups = ctx.arg(6, "groups", 1)
-    if groups != 1:
-        for a in (x, w, b):
-            if isinstance(a, fx.Node):
-                ctx.pin(a, f"grouped functional conv {ctx.describe()}")
-        ctx.set_output(None)
-        return
-    ctx.merge(ctx.layout(x, 1), ctx.layout(w, 1))
-    lout = ctx.layout(w, 0)
-    if isinstance(b, fx.Node):
-        ctx.merge(lout, ctx.layout(b, 0))
-    ctx.set_output(TensorInfo(len(ctx.shape()), {1: lout}))
-
-
-for _fn in (F.conv1d, F.conv2d, F.conv3d):
-    register_function_rule(_fn, _f_conv)
-
-
-def _f_norm(weight_arg: int, bias_arg: int, dim: int):
-    def rule(ctx: RuleContext) -> None:
-        x = ctx.arg(0, "input")
-        layout = None
-        for index, name in ((weight_arg, "weight"), (bias_arg, "bias")):
-            p = ctx.arg(index, name)
-            if isinstance(p, fx.Node):
-                layout = layout or ctx.layout(x, dim)
-                ctx.merge(layout, ctx.layout(p, 0))
-        ctx.set_output(_copy_info(ctx.channels(x)))
-
-    return rule
-
-
-def _f_layer_norm(ctx: RuleContext) -> None:
-    x, shape = ctx.arg(0, "input"), ctx.arg(1, "normalized_shape")
-    info = ctx.channels(x)
-    if info.dims.get(info.ndim - 1) is not None or any(
-        isinstance(ctx.arg(i, n), fx.Node) for i, n in ((2, "weight"), (3, "bias"))
-    ):
-        layout = ctx.layout(x, -1)
-        if isinstance(shape, (tuple, list)) and len(shape) == 1 and isinstance(shape[0], int):
-            if not ctx.follow_constant(tuple(shape), layout):
-                ctx.pin_layout(layout, f"{ctx.describe()} normalises a constant number of channels")
-        elif not (isinstance(shape, fx.Node) or (isinstance(shape, (tuple, list)) and len(shape) == 1)):
-            ctx.pin_layout(layout, f"{ctx.describe()} normalises several dimensions")
-    _f_norm(2, 3, -1)(ctx)
-
-
-register_function_rule(F.layer_norm, _f_layer_norm)
-register_function_rule(F.group_norm, _f_norm(2, 3, 1))
-register_function_rule(F.batch_norm, _f_norm(3, 4, 1))
 
 # ---------------------------------------------------------------- the element-wise and structural tables
 
@@ -932,7 +623,7 @@ def _expand_rule(ctx: RuleContext) -> None:
 register_method_rule("expand", _expand_rule)
 
 
-def _pixel_shuffle(ctx: RuleContext) -> None:
+def pixel_shuffle_rule(ctx: RuleContext) -> None:
     x = ctx.arg(0, "input")
     name = ctx.node.target if isinstance(ctx.node.target, str) else getattr(ctx.node.target, "__name__", "")
     module = ctx.module
@@ -944,27 +635,25 @@ def _pixel_shuffle(ctx: RuleContext) -> None:
         r = ctx.arg(1)
     info = ctx.channels(x)
     layout = info.dims.get(1)
-    out = _copy_info(info)
+    out = copy_info(info)
     if layout is not None:
         if unshuffle:
-            out.dims[1] = _scaled(layout, Fraction(r * r))
+            out.dims[1] = scaled(layout, Fraction(r * r))
         else:
             if all(ctx.table.width0(s) % (r * r) == 0 for s in layout):
                 for s in layout:
                     ctx.table.require_integer(s, Fraction(1, r * r))
-                out.dims[1] = _scaled(layout, Fraction(1, r * r))
+                out.dims[1] = scaled(layout, Fraction(1, r * r))
             else:
                 ctx.pin_layout(layout, f"{ctx.describe()} folds channels that do not split evenly")
                 out.dims.pop(1)
     ctx.set_output(out)
 
 
-register_module_rule(nn.PixelShuffle, _pixel_shuffle)
-register_module_rule(nn.PixelUnshuffle, _pixel_shuffle)
-register_function_rule(F.pixel_shuffle, _pixel_shuffle)
-register_function_rule(F.pixel_unshuffle, _pixel_shuffle)
-register_function_rule(torch.pixel_shuffle, _pixel_shuffle)
-register_function_rule(torch.pixel_unshuffle, _pixel_shuffle)
+register_function_rule(F.pixel_shuffle, pixel_shuffle_rule)
+register_function_rule(F.pixel_unshuffle, pixel_shuffle_rule)
+register_function_rule(torch.pixel_shuffle, pixel_shuffle_rule)
+register_function_rule(torch.pixel_unshuffle, pixel_shuffle_rule)
 
 
 def _no_channels(ctx: RuleContext) -> None:

@@ -214,11 +214,18 @@ class RuleContext:
         self.table.require_integer(layout[0], Fraction(1, k))
         return True
 
-    def record_module(self, attrs: dict[str, Layout], roles: Iterable[tuple[str, Layout]] = ()) -> None:
-        path = str(self.node.target)
+    def record_module(self, attrs: dict[str, Layout], roles: Iterable[tuple[str, Layout]] = (),
+                      path: str | None = None) -> None:
+        """The widths of this call's module (or of the module at ``path``: one whose
+        tensors a functional op inside a traced-through ``forward`` uses) follow
+        ``attrs``; ``roles`` are its ("in"/"out", layout) slices for √d proposals."""
+        if path is None:
+            path, module = str(self.node.target), self.module
+        else:
+            module = self._b.module_at(path)
         rec = self._b.modules.get(path)
         if rec is None:
-            self._b.modules[path] = ModuleRecord(path, type(self.module).__name__, dict(attrs), list(roles))
+            self._b.modules[path] = ModuleRecord(path, type(module).__name__, dict(attrs), list(roles))
             return
         # a module called several times: every call ties the same widths
         for attr, layout in attrs.items():
@@ -229,6 +236,17 @@ class RuleContext:
 
     def set_output(self, info: Any) -> None:
         self._b.info[self.node] = info
+
+    def tensor_owner(self, v: Any) -> tuple[str, nn.Module, str] | None:
+        """``(module path, module, tensor name)`` when ``v`` is a parameter or buffer
+        of the model used as is (a ``get_attr`` node)."""
+        if not isinstance(v, fx.Node) or v.op != "get_attr":
+            return None
+        path, _, name = str(v.target).rpartition(".")
+        try:
+            return path, self._b.module_at(path), name
+        except AttributeError:
+            return None
 
     def owner_path(self) -> str:
         """Path of the module whose forward code created this node ("" for the root)."""
@@ -291,6 +309,10 @@ class _Builder:
         self.pinned_modules = tuple(pinned_modules)
         self.unknown: dict[str, int] = {}
         self.attributes: dict[str, Layout] = {}
+
+    def module_at(self, path: str) -> nn.Module:
+        modules = self.traced.modules
+        return modules[path] if path in modules else self.traced.model.get_submodule(path)
 
     def run(self) -> ChannelGraph:
         modules = self.traced.modules or dict(self.traced.model.named_modules())
@@ -379,8 +401,6 @@ class _Builder:
 
 def build_channel_graph(traced: TracedModel, pinned_modules: Iterable[str] = ()) -> ChannelGraph:
     """Run every node's channel rule and return the channel groups."""
-    from . import builtin_rules  # noqa: F401  (registers the built-in rule table)
-
     builder = _Builder(traced, pinned_modules)
     graph = builder.run()
     if builder.unknown:

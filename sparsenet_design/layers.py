@@ -1,7 +1,7 @@
 """Which modules are *prunable layers*: the ones whose weight the l1 penalty
-covers and whose density drives the √d rule (convolutions and linear layers).
-
-Plugins may add their own layer classes with :func:`register_prunable`.
+covers and whose density drives the √d rule (convolutions and linear layers:
+the layer kinds marked ``prunable``, subclasses included, whatever their
+``forward``; see :mod:`sparsenet_design.kinds`).
 """
 from __future__ import annotations
 
@@ -9,24 +9,26 @@ from collections.abc import Iterator
 
 from torch import nn
 
-_PRUNABLE: list[type[nn.Module]] = [
-    nn.Conv1d, nn.Conv2d, nn.Conv3d,
-    nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.Linear,
-]
+from .kinds.registry import layer_kind
 
 
 def register_prunable(cls: type[nn.Module]) -> type[nn.Module]:
-    """Treat ``cls`` (a module with a ``weight`` parameter) as a prunable layer."""
-    if cls not in _PRUNABLE:
-        _PRUNABLE.append(cls)
+    """Treat ``cls`` (a module with a ``weight`` parameter) as a prunable layer.
+    Shorthand for a :class:`~sparsenet_design.kinds.LayerKind` marked ``prunable``."""
+    from .resize import _kind_for
+    from .kinds.registry import register_kind
+
+    known = layer_kind(cls, call=False)
+    if known is None or not known.prunable:
+        kind = _kind_for(cls)
+        kind.prunable = True
+        register_kind(kind)
     return cls
 
 
 def is_prunable(module: nn.Module) -> bool:
-    return isinstance(module, tuple(_PRUNABLE)) and isinstance(
-        getattr(module, "weight", None), nn.Parameter
-    )
+    kind = layer_kind(module, call=False)
+    return kind is not None and kind.prunable and isinstance(getattr(module, "weight", None), nn.Parameter)
 
 
 def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

@@ -12,7 +12,9 @@ from .layers import is_prunable
 from .errors import SdesignError, SpecMismatchError
 from .groups import Layout
 from .module_copy import copy_module
-from .resize import _own_copy, resize_module, resize_tensor
+from .kinds.base import own_copy
+from .kinds.registry import layer_kind
+from .resize import resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
 from .shape_pass import cheap_to_run, eval_mode, on_meta, sized_layers, to_meta
 from .trace import trace
@@ -48,13 +50,12 @@ def _channel_l1(t: torch.Tensor, dim: int) -> torch.Tensor:
 def _importance(graph: ChannelGraph, model: nn.Module, decisions) -> dict[int, torch.Tensor]:
     """l1 norm of the sparse weights per channel of each shrinking group, summed over
     the layers whose slice is the whole group."""
-    from .resize import _PARAM_DIMS, _lookup
-
     table = graph.table
     scores: dict[int, torch.Tensor] = {}
     for rec in graph.modules.values():
         module = model.get_submodule(rec.path)
-        dims = _lookup(_PARAM_DIMS, module) or {}
+        kind = layer_kind(module, call=False)
+        dims = kind.tensor_dims() if kind is not None else {}
         for attr, layout in rec.attrs.items():
             if len(layout) != 1:
                 continue
@@ -192,7 +193,7 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True,
         parent_path, _, name = path.rpartition(".")
         old = getattr(_submodule(model, modules, parent_path), name)
         source = old.detach()
-        new = _own_copy(resize_tensor(source, entry["widths"]), source)
+        new = own_copy(resize_tensor(source, entry["widths"]), source)
         memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
     compact = copy_module(model, memo)
     for key, entry in spec.attributes.items():

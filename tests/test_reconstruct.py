@@ -9,7 +9,8 @@ from torch import nn
 from sparsenet_design.errors import CheckpointError, SdesignError, SpecMismatchError, TraceError
 from sparsenet_design.layers import prunable_layers
 from sparsenet_design.reconstruct import apply_spec, reconstruct
-from sparsenet_design.rules import passthrough_rule, register_function_rule
+from sparsenet_design.kinds import OpKind, registered
+from sparsenet_design.rules import passthrough_rule
 from sparsenet_design.spec import DesignSpec
 from sparsenet_design.trace import trace
 
@@ -211,8 +212,8 @@ def test_custom_op_without_rule_is_pinned_and_with_rule_passes_through():
     compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.25))
     assert compact.feat.out_channels == 16  # unknown op: conservative
     assert any("gain" in n for n in spec.notes)
-    register_function_rule(gain, passthrough_rule(0, pinned_args=(1,)))
-    compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.25))
+    with registered(OpKind(gain, channels=passthrough_rule(0, pinned_args=(1,)))):
+        compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.25))
     assert compact.feat.out_channels == compact.out.in_channels == 8
     assert compact.kern.out_channels == 9  # the op gives these channels fixed meaning
     assert compact(x).shape == x.shape
@@ -287,11 +288,12 @@ class _WithFixedMix(nn.Module):
 
 
 def test_a_wrong_rule_is_repaired_by_pinning_the_module_that_fails():
-    from sparsenet_design.rules import register_module_rule
+    from sparsenet_design.kinds import LayerKind, registered
 
-    register_module_rule(_FixedMix, passthrough_rule())  # wrong: the mix needs exactly 8 channels
+    wrong = LayerKind(_FixedMix, channels=passthrough_rule())  # wrong: the mix needs exactly 8 channels
     model, x = _WithFixedMix(), torch.randn(1, 3, 4, 4)
-    compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.1), leaf_modules=[_FixedMix])
+    with registered(wrong):
+        compact, spec = reconstruct(model, (x,), densities=uniform(model, 0.1))
     assert compact(x).shape == (1, 2, 4, 4)
     assert compact.conv.out_channels == 8
     assert any("pinned 'mix'" in note for note in spec.notes)

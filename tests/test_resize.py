@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from sparsenet_design.reconstruct import reconstruct
-from sparsenet_design.resize import _FAST_INIT, _fresh_init, resize_module
+from sparsenet_design.kinds import layer_kind
+from sparsenet_design.resize import fresh_init, resize_module
 
 STOCK_LAYERS = [
     nn.Conv1d(4, 6, 3),
@@ -55,11 +56,11 @@ def _bits(module: nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("layer", STOCK_LAYERS, ids=lambda m: repr(m))
 def test_fast_fresh_init_is_bit_identical_to_reset_parameters(layer):
-    assert type(layer) in _FAST_INIT
+    assert layer_kind(layer, call=False) is not None
     _scramble(layer)
     ours, ref = copy.deepcopy(layer), copy.deepcopy(layer)
     torch.manual_seed(3)
-    _fresh_init(ours)
+    fresh_init(ours)
     after_ours = torch.rand(1)  # the same number of random draws
     torch.manual_seed(3)
     ref.reset_parameters()
@@ -144,9 +145,10 @@ class _ScaledConv(nn.Conv2d):
 
 
 def test_fresh_init_never_leaves_uninitialised_memory():
-    from sparsenet_design.resize import register_param_dims
+    from sparsenet_design.kinds import LayerKind, registered
 
-    register_param_dims(_ScaledConv, {"weight": {0: "out_channels", 1: ("in_channels", True)},
-                                      "bias": {0: "out_channels"}, "scale": {0: "out_channels"}})
-    new = resize_module(_ScaledConv(3, 8, 1), {"out_channels": 4}, fresh=True)
+    kind = LayerKind(_ScaledConv, tensors={"weight": {0: "out_channels", 1: ("in_channels", True)},
+                                           "bias": {0: "out_channels"}, "scale": {0: "out_channels"}})
+    with registered(kind):
+        new = resize_module(_ScaledConv(3, 8, 1), {"out_channels": 4}, fresh=True)
     assert torch.equal(new.scale, torch.arange(4.0))  # the kept channels, not whatever memory held

@@ -6,11 +6,24 @@ meaning, so their producers keep that width.
 """
 from __future__ import annotations
 
+_KIND = None
+
+
+def warp_kind():
+    """The op kind of the AdaCoF warp (one object, made once)."""
+    global _KIND
+    if _KIND is None:
+        from sparsenet_design.kinds import OpKind
+        from sparsenet_design.rules import passthrough_rule
+
+        from .ops.warp import adacof_warp_op
+
+        _KIND = OpKind(adacof_warp_op, name="AdaCoF warp", channels=passthrough_rule(0, pinned_args=(1, 2, 3)))
+    return _KIND
+
 
 def register() -> None:
-    """Register the AdaCoF warp's channel rule with the core. Safe to call repeatedly."""
-    from sparsenet_design.rules import passthrough_rule, register_function_rule
+    """Register the AdaCoF warp's kind with the core. Safe to call repeatedly."""
+    from sparsenet_design.kinds import register_kind
 
-    from .ops.warp import adacof_warp_op
-
-    register_function_rule(adacof_warp_op, passthrough_rule(0, pinned_args=(1, 2, 3)))
+    register_kind(warp_kind())

@@ -43,12 +43,16 @@ def frames(size=32, seed=0):
     return torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
 
 
-def test_register_is_idempotent_and_registers_the_warp_rule():
+def test_register_is_idempotent_and_registers_the_warp_kind():
+    from sparsenet_design.kinds import all_kinds, function_kind
+
     plugin.register()
     plugin.register()
-    rule = rules.function_rule(torch.ops.sdesign_adacof.adacof_warp.default)
-    assert rule is not None and "pinned_args=(1, 2, 3)" in rule.__name__
-    assert rules.function_rule(torch.ops.sdesign_adacof.adacof_warp) is rule
+    kind = function_kind(torch.ops.sdesign_adacof.adacof_warp.default)
+    assert kind is plugin.warp_kind() and "pinned_args=(1, 2, 3)" in kind.channels.__name__
+    assert function_kind(torch.ops.sdesign_adacof.adacof_warp) is kind
+    assert rules.function_rule(torch.ops.sdesign_adacof.adacof_warp) is kind.channels
+    assert sum(k is kind for k in all_kinds()) == 1
 
 
 def test_plugin_is_found_through_its_entry_point():
