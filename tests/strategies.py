@@ -9,10 +9,14 @@ for the 10,000-example benchmark in ``benchmarks/random_dag_fuzz.py``).
 
 Ops: conv (1×1 / 3×3, with and without bias), grouped conv, depthwise conv
 (channel multiplier 1 or 2), transposed conv (stride 1 or 2, optionally
-grouped), BatchNorm, ReLU, residual blocks (a chain of 1–3 layers back to the
-source width, then ``+``), adds of any two same-shape tensors, channel concats,
-``chunk`` / ``split`` into equal halves, max / average pooling, flatten → Linear
-and global-pool → Linear heads, Linear on flat tensors; several outputs.
+grouped), BatchNorm, ReLU, a BatchNorm2d subclass with its own forward
+(``F.batch_norm`` + activation, as timm's BatchNormAct2d), residual blocks (a
+chain of 1–3 layers back to the source width, then ``+``), adds of any two
+same-shape tensors, shape-checked adds of two maps of any widths (a 1×1
+projection applied only ``if a.shape[1] != b.shape[1]``, as CDFI's GridNet),
+channel concats, ``chunk`` / ``split`` into equal halves, max / average
+pooling, flatten → Linear and global-pool → Linear heads, Linear on flat
+tensors; several outputs.
 The repr of a recipe is valid Python: paste it to reproduce a failure.
 """
 from __future__ import annotations
@@ -26,7 +30,20 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
 
-MODULE_KINDS = ("conv", "gconv", "dwconv", "tconv", "bn", "relu", "linear", "flat_linear", "gap_linear")
+MODULE_KINDS = ("conv", "gconv", "dwconv", "tconv", "bn", "bnact", "relu", "linear", "flat_linear", "gap_linear")
+
+
+class BatchNormAct(nn.BatchNorm2d):
+    """A norm-act subclass with its own forward (timm's BatchNormAct2d, reduced)."""
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                         self.momentum, self.eps)
+        return self.act(x)
 
 
 @dataclass
@@ -71,6 +88,11 @@ class RecipeNet(nn.Module):
                 ts.append(self.layers[f"op{i}"](ts[src[0]]))
             elif k == "add":
                 ts.append(ts[src[0]] + ts[src[1]])
+            elif k == "shape_add":
+                a, b = ts[src[0]], ts[src[1]]
+                if a.shape[1] != b.shape[1]:
+                    b = self.layers[f"op{i}"](b)
+                ts.append(a + b)
             elif k == "cat":
                 ts.append(torch.cat([ts[j] for j in src], dim=1))
             elif k == "chunk":
@@ -101,6 +123,10 @@ def _make_module(op: Op) -> nn.Module | None:
                                   groups=a.get("groups", 1), bias=a["bias"])
     if op.kind == "bn":
         return nn.BatchNorm2d(a["c_in"])
+    if op.kind == "bnact":
+        return BatchNormAct(a["c_in"])
+    if op.kind == "shape_add":  # the projection exists only where the widths differ
+        return nn.Conv2d(a["c_in"], a["c_out"], 1, bias=a["bias"]) if a["c_in"] != a["c_out"] else None
     if op.kind == "relu":
         return nn.ReLU()
     if op.kind in ("linear", "flat_linear", "gap_linear"):
@@ -188,7 +214,9 @@ class _Gen:
     def _emit(self, kind: str, src: tuple[int, ...], outs: list[_T], **args) -> int:
         i = len(self.ops)
         self.ops.append(Op(kind, src, args))
-        if kind in ("conv", "gconv", "dwconv", "tconv", "linear", "flat_linear", "gap_linear"):
+        if kind in ("conv", "gconv", "dwconv", "tconv", "linear", "flat_linear", "gap_linear") or (
+            kind == "shape_add" and args["c_in"] != args["c_out"]
+        ):
             self.densities[f"layers.op{i}"] = self.d.density()
         self.ts.extend(outs)
         return len(self.ts) - 1
@@ -234,7 +262,7 @@ class _Gen:
         n = self.d.integer(1, 3)
         for j in range(n):
             last = j == n - 1
-            kind = self.d.choice(["conv", "bn", "relu", "dwconv"] if not last else ["conv", "dwconv"])
+            kind = self.d.choice(["conv", "bn", "relu", "dwconv", "bnact"] if not last else ["conv", "dwconv"])
             if kind == "conv":
                 cur = self.conv(cur, t.c if last else None)
             elif kind == "dwconv":
@@ -250,7 +278,7 @@ class _Gen:
     def step(self) -> None:
         maps = self._maps()
         kinds = ["conv", "residual", "bn", "relu", "cat", "add", "gconv", "dwconv", "tconv", "chunk", "split",
-                 "maxpool", "avgpool", "head", "linear"]
+                 "maxpool", "avgpool", "head", "linear", "bnact", "shape_add"]
         kind = self.d.choice(kinds)
         if kind == "linear":
             flat = [i for i, t in enumerate(self.ts) if t.s is None]
@@ -266,7 +294,7 @@ class _Gen:
             self.conv(src)
         elif kind == "residual":
             self.residual(src)
-        elif kind in ("bn", "relu"):
+        elif kind in ("bn", "relu", "bnact"):
             self.simple(kind, src)
         elif kind == "gconv":
             self.gconv(src)
@@ -277,6 +305,10 @@ class _Gen:
         elif kind == "add":
             same = [i for i in maps if self.ts[i] == t]
             self._emit("add", (src, self._pick(same)), [_T(t.c, t.s)])
+        elif kind == "shape_add":
+            other = self._pick([i for i in maps if self.ts[i].s == t.s])
+            self._emit("shape_add", (src, other), [_T(t.c, t.s)], c_in=self.ts[other].c, c_out=t.c,
+                       bias=self.d.boolean())
         elif kind == "cat":
             same = [i for i in maps if self.ts[i].s == t.s]
             parts = [src] + [self._pick(same) for _ in range(self.d.integer(1, 2))]

@@ -36,9 +36,12 @@ def test_random_dag_rebuilds(recipe: Recipe):
 
 def test_generator_covers_every_op():
     """The generator really produces each op kind (else the property proves little)."""
-    kinds = {op.kind for seed in range(300) for op in random_recipe(seed).ops}
-    assert kinds >= {"conv", "gconv", "dwconv", "tconv", "bn", "relu", "add", "cat", "chunk", "split",
-                     "maxpool", "avgpool", "flat_linear", "gap_linear", "linear"}
+    ops = [op for seed in range(300) for op in random_recipe(seed).ops]
+    assert {op.kind for op in ops} >= {"conv", "gconv", "dwconv", "tconv", "bn", "bnact", "relu", "add", "shape_add",
+                                       "cat", "chunk", "split", "maxpool", "avgpool", "flat_linear", "gap_linear",
+                                       "linear"}
+    # shape checks both ways: widths that differ (projected) and that match (no projection module)
+    assert {op.args["c_in"] == op.args["c_out"] for op in ops if op.kind == "shape_add"} == {True, False}
     assert any(len(random_recipe(seed).outputs) > 1 for seed in range(50))
 
 
