@@ -146,6 +146,18 @@ def train(
     return trainer.fit(resume=resume)
 
 
+def check_traceable(model: nn.Module, example_inputs: Sequence, leaf_modules: Sequence[type] = ()):
+    """Trace ``model`` on ``example_inputs`` (which runs it on them) before any
+    training, so that inputs that do not fit, or code no tracer can follow, fail
+    now with a :class:`~sparsenet_design.errors.TraceError` instead of after the
+    sparsification epochs. Returns the :class:`~sparsenet_design.trace.TracedModel`."""
+    from .trace import trace
+
+    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
+    inputs = tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in example_inputs)
+    return trace(model, inputs, leaf_modules=tuple(leaf_modules))
+
+
 @dataclass
 class CompressResult:
     compact_model: nn.Module
@@ -183,10 +195,12 @@ def compress(
     optionally retrain it from scratch for ``retrain_epochs``.
 
     ``model`` itself is left untouched; ``example_inputs`` are the positional
-    arguments of one ``forward`` call, used to trace the model.
+    arguments of one ``forward`` call, used to trace the model. The model is traced
+    first, so inputs that do not fit fail before any training.
     """
     from .reconstruct import reconstruct
 
+    check_traceable(model, example_inputs, leaf_modules)
     sparse = copy.deepcopy(model)
     sparsified = sparsify(
         sparse, data, loss_fn, lr=lr, lam=lam, epochs=epochs, n_p=n_p, momentum=momentum,

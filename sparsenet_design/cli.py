@@ -25,6 +25,7 @@ from typing import Any
 import click
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -102,6 +103,15 @@ def _check_runs(model: nn.Module, mf: ModelFile, reference: nn.Module | None = N
         want = shapes(reference)
         if got != want:
             raise SdesignError(f"The compact model's outputs have shapes {got}, the original's {want}.")
+
+
+def _check_traceable(model: nn.Module, mf: ModelFile) -> None:
+    """Trace the model on the example inputs before any training: inputs that do not
+    fit, or a model no tracer handles, fail now instead of after the epochs."""
+    from .api import check_traceable
+
+    with err.status("tracing the model on the example inputs"):
+        check_traceable(model, mf.example_inputs(), mf.leaf_modules)
 
 
 def _device(device: str | None) -> torch.device:
@@ -288,6 +298,7 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
     model = start_model if start_model is not None else _seeded_model(mf, args["seed"])
     if args["init"] and start_model is None:
         load_weights(model, args["init"])
+    _check_traceable(model, mf)
     data = mf.train_data()
     err.print(f"[bold]sparsify[/] {mf.path.name}: lr {args['lr']:g}, λ {args['lam']:g}, "
               f"{args['epochs']} epochs ({args['n_p']} of P-steps) → {run.root}")
@@ -366,6 +377,17 @@ def _make_plots(run: RunFolder, report, mf: ModelFile) -> list[Path]:
     return made
 
 
+def _tracing_summary(spec) -> dict[str, Any]:
+    """Which tracer made the graph the widths come from, and the spec's notes."""
+    return {"tracer": spec.settings.get("tracer"), "notes": list(spec.notes)}
+
+
+def describe_tracer(method: str | None) -> str:
+    from .trace import describe_tracer as describe
+
+    return describe(method)
+
+
 def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
     run = RunFolder(run_dir)
     mf = _run_model_file(run)
@@ -410,10 +432,15 @@ def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
                   f"{totals['compact_params_max']:,} params" if proposals else "–")
     out.print(table)
     out.print(f"model parameters: {total_params:,} (all, incl. biases and norms)")
+    tracing = _tracing_summary(proposals["min"]["spec"]) if proposals else {"tracer": None, "notes": []}
+    if proposals:
+        out.print(f"graph: {describe_tracer(tracing['tracer'])}")
+        for note in tracing["notes"]:
+            out.print(f"[dim]note: {escape(note)}")
     made = _make_plots(run, report, mf) if plots else []
     for path in made:
         out.print(f"plot → {path}")
-    result = {"weights": which, "layers": layers, "totals": totals, "plots": [str(p) for p in made]}
+    result = {"weights": which, "layers": layers, "totals": totals, "plots": [str(p) for p in made], **tracing}
     atomic_write_json(run.root / "report.json", result)
     return result
 
@@ -460,11 +487,12 @@ def run_reconstruct(run_dir: Path, out_dir: Path, strategy: str = "min", inherit
     summary = {"strategy": strategy, "inherit": inherit, "source_run": str(run.root), "weights": which,
                "before": before.as_dict(), "after": after.as_dict(),
                "compression": before.params / after.params if after.params else None,
-               "notes": list(getattr(spec, "notes", []) or [])}
+               "tracer": spec.settings.get("tracer"), "notes": list(getattr(spec, "notes", []) or [])}
     atomic_write_json(design.summary, summary)
     out.print(comparison_table(before, after, title=f"reconstruct -{strategy}", labels=("original", "compact")))
+    out.print(f"graph: {describe_tracer(spec.settings.get('tracer'))}")
     for note in summary["notes"]:
-        out.print(f"[dim]note: {note}")
+        out.print(f"[dim]note: {escape(note)}")
     out.print(f"spec → {design.spec}; summary → {design.summary}")
     return compact, spec
 
@@ -610,6 +638,7 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
     strategy = _pick(strategy, mf, "strategy", "min")
     train_epochs = _pick(train_epochs, mf, "train_epochs", 10)
     baseline_epochs = _pick(baseline_epochs, mf, "baseline_epochs", train_epochs)
+    _check_traceable(_seeded_model(mf, seed), mf)
     on_main(lambda: prepare_run(out_dir, "design", {
         "lr": lr, "lam": lam, "epochs": epochs, "n_p": n_p, "strategy": strategy, "inherit": inherit,
         "init": str(init) if init else None, "baseline_epochs": baseline_epochs, "train_epochs": train_epochs,

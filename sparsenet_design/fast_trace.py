@@ -19,6 +19,7 @@ import dis
 import inspect
 import sys
 from bisect import bisect_left
+from collections.abc import Callable
 
 import torch
 import torch.fx as fx
@@ -136,14 +137,14 @@ class LeanTracer(TracerBase):
     """Trace ``root`` (an ``nn.Module``) into an ``fx.Graph`` whose nodes carry
     ``meta["owner"]``: the path of the module whose code made them."""
 
-    def __init__(self, root: nn.Module, modules: dict[str, nn.Module], leaf_types: tuple[type, ...]):
+    def __init__(self, root: nn.Module, modules: dict[str, nn.Module], is_leaf: Callable[[nn.Module], bool]):
         self.root = root
         self.graph = fx.Graph()
-        self.leaf_types = leaf_types
+        self._leaf_rule = is_leaf
         self.paths = {id(m): path for path, m in modules.items()}
         self.modules = modules
         self.owners: list[str] = []
-        self._leaf_by_type: dict[type, bool] = {}
+        self._leaf_by_module: dict[int, bool] = {}
         self._param_names: dict[int, str] | None = None
         self._param_proxies: dict[str, Proxy] = {}
         self._tensor_names: dict[int, str] | None = None
@@ -152,14 +153,9 @@ class LeanTracer(TracerBase):
     # -- what fx's Tracer decides ---------------------------------------------
 
     def is_leaf(self, module: nn.Module) -> bool:
-        cls = type(module)
-        leaf = self._leaf_by_type.get(cls)
+        leaf = self._leaf_by_module.get(id(module))
         if leaf is None:
-            leaf = issubclass(cls, self.leaf_types) or (
-                (cls.__module__.startswith("torch.nn") or cls.__module__.startswith("torch.ao.nn"))
-                and not issubclass(cls, nn.Sequential)
-            )
-            self._leaf_by_type[cls] = leaf
+            leaf = self._leaf_by_module[id(module)] = bool(self._leaf_rule(module))
         return leaf
 
     def _parameter_name(self, p: torch.Tensor) -> str | None:
@@ -285,8 +281,8 @@ class LeanTracer(TracerBase):
         return self.graph
 
 def lean_trace(
-    model: nn.Module, n_inputs: int, modules: dict[str, nn.Module], leaf_types: tuple[type, ...]
+    model: nn.Module, n_inputs: int, modules: dict[str, nn.Module], is_leaf: Callable[[nn.Module], bool]
 ) -> fx.Graph:
-    """The graph ``fx.Tracer`` (with these leaf types) makes of ``model`` called with
+    """The graph ``fx.Tracer`` (with this leaf rule) makes of ``model`` called with
     ``n_inputs`` positional arguments; raises where it leaves the work to fx."""
-    return LeanTracer(model, modules, leaf_types).trace(n_inputs)
+    return LeanTracer(model, modules, is_leaf).trace(n_inputs)

@@ -9,9 +9,10 @@ or ``python -m sparsenet_design.html_report RUN [--design DESIGN] [--out FILE]``
 
 The page has the density against epoch, one density bar per layer (end of the
 run), the training metrics against epoch and, when a design folder is known,
-the widths of every rebuilt layer before and after and the cost/quality
-summary. Plots are PNGs embedded as base64, so the file can be mailed or
-attached to an issue on its own. It reads only the run folder's files (see
+the widths of every rebuilt layer before and after, which tracer made the
+graph they come from (and its notes), and the cost/quality summary. Plots
+are PNGs embedded as base64, so the file can be mailed or attached to an
+issue on its own. It reads only the run folder's files (see
 :mod:`sparsenet_design.runs`), never the model file, so it works on a run
 copied from another machine.
 """
@@ -276,6 +277,28 @@ def _widths_section(rows: Sequence[Mapping[str, Any]]) -> str:
             f"<details><summary>all widths</summary>{table}</details>")
 
 
+def _tracing_section(run: RunFolder, design: RunFolder | None) -> str:
+    """How the graph the widths come from was made (which tracer) and the notes on it:
+    from the design spec, else from the run's ``report.json`` (``sdesign report``)."""
+    from .trace import describe_tracer
+
+    if design is not None:
+        from .spec import DesignSpec
+
+        spec = DesignSpec.load(design.spec)
+        tracer, notes = spec.settings.get("tracer"), spec.notes
+    elif (run.root / "report.json").is_file():
+        report = _read_json(run.root / "report.json", "Report")
+        tracer, notes = report.get("tracer"), report.get("notes", [])
+    else:
+        return ""
+    if not tracer:
+        return ""
+    items = "".join(f"<li>{_e(note)}</li>" for note in notes)
+    return (f"<h2>Graph</h2><p>traced by: <b>{_e(describe_tracer(tracer))}</b></p>"
+            + (f'<ul class="muted">{items}</ul>' if items else ""))
+
+
 def _config_section(run: RunFolder) -> str:
     if not run.config_path.is_file():
         return ""
@@ -321,6 +344,7 @@ def render_html(run_dir: str | Path, design_dir: str | Path | None = None) -> st
         parts.append("<h2>Training metrics</h2>" + _img(_metrics_vs_epoch(metrics), "metrics vs epoch"))
     if sources.design is not None:
         parts.append(_widths_section(width_changes(sources.design.spec)))
+    parts.append(_tracing_section(run, sources.design))
     parts.append(_config_section(run))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n")

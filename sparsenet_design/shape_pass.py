@@ -59,12 +59,16 @@ class ShapePass:
             else:
                 args = fx.node.map_arg(node.args, load)
                 kwargs = fx.node.map_arg(node.kwargs, load)
-                if op == "call_module":
-                    value = self._call_module(self.modules[node.target], args, kwargs)
-                elif op == "call_function":
-                    value = node.target(*args, **kwargs)
-                else:  # call_method
-                    value = getattr(args[0], node.target)(*args[1:], **kwargs)
+                try:
+                    if op == "call_module":
+                        value = self._call_module(self.modules[node.target], args, kwargs)
+                    elif op == "call_function":
+                        value = node.target(*args, **kwargs)
+                    else:  # call_method
+                        value = getattr(args[0], node.target)(*args[1:], **kwargs)
+                except Exception as exc:
+                    exc.__sdesign_node__ = node  # type: ignore[attr-defined]  (for error messages)
+                    raise
             env[node] = value
             node.meta["value"] = to_meta(value)
 

@@ -1,45 +1,67 @@
 """Turn a model plus example inputs into a module-level FX graph with shapes.
 
-Two tracers, tried in order:
+Three tracers, tried in order (``TracedModel.method`` says which one made the graph):
 
-1. ``torch.fx`` symbolic tracing: fast, keeps sizes symbolic, so the graph
-   shows which reshape sizes come from tensor shapes and which are constants
-   written into the code. The lean tracer of ``fast_trace`` records the same
-   graph for the common case at about half the cost; what it leaves, fx does.
-2. A concrete-shape tracer (``torch.fx.experimental.meta_tracer``) for code that
-   branches on shapes (``if a.shape[1] != b.shape[1]``): it runs the ops on
-   meta tensors while tracing, so shapes are plain ints and such branches
-   resolve for the example inputs. Sizes become constants in that graph.
+1. ``"lean"``: the lean symbolic tracer of :mod:`.fast_trace`, which records fx's
+   graph for the common case at about half fx's cost;
+2. ``"fx"``: ``torch.fx`` symbolic tracing, for what the lean tracer leaves. Both
+   keep sizes symbolic, so the graph shows which reshape sizes come from tensor
+   shapes and which are constants written into the code;
+3. ``"run"``: :mod:`.run_trace` records one real forward pass of the example
+   inputs, for code that symbolic tracing cannot follow (branches on shapes or
+   values, loops over lists of tensors, ``forward(*args)``). Sizes are plain ints
+   in that graph, and it holds for inputs that take the same path through the code
+   as the example inputs.
 
-Either way, every node then gets its real output shape from one pass over the
-example inputs (for real when they are small, else on the meta device; layers
-with a shape rule are sized by formula instead of run), stored as
+Every node then gets its real output shape from one pass over the example
+inputs (for real when they are small, else on the meta device; layers with a
+shape rule are sized by formula instead of run), stored as
 ``node.meta["value"]``: a (meta) tensor, or nested tuples/lists of them. No
 ``GraphModule`` is generated: the graph's targets are paths in the model itself.
+See ``docs/tracing.md``.
 """
 from __future__ import annotations
 
 import copy
 import inspect
-import linecache
-import os
 import traceback
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.experimental.meta_tracer import MetaTracer
 
 from .errors import TraceError
 from .fast_trace import lean_trace
 from .plugins import load_plugins
 from .rules import leaf_module_classes
-from .shape_pass import record_shapes, to_meta
+from .run_trace import ForwardFailed, run_trace, user_line
+from .shape_pass import record_shapes
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+#: What each value of ``TracedModel.method`` (and of a spec's ``settings["tracer"]``) means;
+#: "symbolic" and "concrete" are the names older versions wrote.
+TRACERS = {
+    "lean": "symbolic tracing (the lean tracer)",
+    "fx": "symbolic tracing (torch.fx)",
+    "run": "recorded by running the model on the example inputs",
+    "symbolic": "symbolic tracing",
+    "concrete": "traced with concrete shapes (meta tracer)",
+}
+
+
+def describe_tracer(method: str | None) -> str:
+    """One line on how a graph was made, for reports."""
+    if not method:
+        return "unknown"
+    return f"{method} ({TRACERS[method]})" if method in TRACERS else method
+
+
+RUN_GRAPH_NOTE = (
+    "the graph was recorded by running the model on the example inputs, so it holds for inputs that take "
+    "the same path through the code as those; sizes in the code are plain numbers there, so channel "
+    "sizes written into reshapes are treated as constants"
+)
 
 
 @dataclass
@@ -48,9 +70,15 @@ class TracedModel:
 
     model: nn.Module
     graph: fx.Graph  # its call_module / get_attr targets are paths in ``model``
-    method: str  # "symbolic" or "concrete"
+    method: str  # "lean", "fx" or "run" (see TRACERS)
     notes: list[str] = field(default_factory=list)
     modules: dict[str, nn.Module] = field(default_factory=dict)  # dict(model.named_modules())
+
+    @property
+    def constant_sizes(self) -> bool:
+        """Whether sizes in the graph are plain numbers (not read off tensor shapes),
+        so that no size in it can be told to follow a channel width."""
+        return self.method in ("run", "concrete")
 
     @property
     def graph_module(self) -> fx.GraphModule:
@@ -59,17 +87,29 @@ class TracedModel:
         return fx.GraphModule(self.model, self.graph, type(self.model).__name__)
 
 
-class _LeanNodes:
-    """Tracer mixin: leaf rules, and nodes that record only the innermost module
+def _is_leaf(module: nn.Module, extra_leaves: tuple[type, ...] = ()) -> bool:
+    """Whether every tracer records calls of ``module`` as one ``call_module`` node
+    instead of tracing into it: registered leaf classes, ``extra_leaves``, and
+    torch.nn's own layers (fx's rule; containers are traced into)."""
+    if isinstance(module, leaf_module_classes() + tuple(extra_leaves)):
+        return True
+    name = type(module).__module__
+    return (name.startswith("torch.nn") or name.startswith("torch.ao.nn")) and not isinstance(
+        module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    )
+
+
+class _LeafAwareTracer(fx.Tracer):
+    """fx's tracer with :func:`_is_leaf`, whose nodes record only the innermost module
     whose code made them (``meta["owner"]``) instead of a copy of the whole module
     stack per node, which fx's default ``create_node`` makes."""
 
     def __init__(self, extra_leaves: tuple[type, ...]):
         super().__init__()
-        self.leaf_types = leaf_module_classes() + tuple(extra_leaves)
+        self.extra_leaves = tuple(extra_leaves)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
+        return _is_leaf(m, self.extra_leaves)
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
         node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
@@ -87,27 +127,17 @@ def _innermost_path(stack) -> str:
     return value[0] if isinstance(value, tuple) else next(reversed(stack)).split("@")[0]
 
 
-class _LeafAwareTracer(_LeanNodes, fx.Tracer):
-    pass
-
-
-class _ConcreteTracer(_LeanNodes, MetaTracer):
-    pass
-
-
 def _user_frame(exc: BaseException) -> str | None:
-    """``file:line: code`` of the innermost frame outside torch, if any."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_TORCH_DIR)]
-    frames = [f for f in frames if "sparsenet_design" not in f.filename]
-    if not frames:
-        return None
-    f = frames[-1]
-    code = (f.line or linecache.getline(f.filename, f.lineno)).strip()
-    return f"{f.filename}:{f.lineno}: {code}"
+    """``file:line: code`` of the innermost frame of ``exc``'s traceback outside torch and this package."""
+    return user_line(traceback.extract_tb(exc.__traceback__))
 
 
-def _current_module(tracer: fx.Tracer) -> str | None:
-    return _innermost_path(getattr(tracer, "module_stack", None)) or None
+def _first_line(exc: BaseException, limit: int = 240) -> str:
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return f"{type(exc).__name__}: {line if len(line) <= limit else line[:limit].rstrip() + '…'}"
 
 
 def _as_tuple(example_inputs) -> tuple:
@@ -131,56 +161,57 @@ def _defaults_beyond(model: nn.Module, inputs: tuple) -> dict:
     }
 
 
-def _symbolic(model: nn.Module, inputs: tuple, leaves: tuple[type, ...], modules: dict[str, nn.Module]) -> fx.Graph:
+def _symbolic(model: nn.Module, inputs: tuple, leaves: tuple[type, ...],
+              modules: dict[str, nn.Module]) -> tuple[fx.Graph, str]:
+    """The graph of the lean tracer, else of fx, and which one made it."""
     concrete_args = _defaults_beyond(model, inputs)
     if not concrete_args:
         try:
-            return lean_trace(model, len(inputs), modules, leaf_module_classes() + leaves)
+            return lean_trace(model, len(inputs), modules, lambda m: _is_leaf(m, leaves)), "lean"
         except Exception:
             pass  # fx traces what the lean tracer leaves to it, and reports its own errors
-    tracer = _LeafAwareTracer(leaves)
-    try:
-        return tracer.trace(model, concrete_args=concrete_args or None)
-    except Exception as exc:
-        exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
-        raise
+    return _LeafAwareTracer(leaves).trace(model, concrete_args=concrete_args or None), "fx"
 
 
-def _concrete(model: nn.Module, inputs: tuple, leaves: tuple[type, ...]) -> fx.Graph:
-    params = list(inspect.signature(model.forward).parameters.values())
-    meta_args, concrete_args = {}, {}
-    for param, value in zip(params, inputs):
-        if isinstance(value, torch.Tensor):
-            meta_args[param.name] = to_meta(value)
-        else:
-            concrete_args[param.name] = value
-    concrete_args.update(_defaults_beyond(model, inputs))
-    tracer = _ConcreteTracer(leaves)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the meta tracer warns on every op it can't see through
-            return tracer.trace(model, meta_args=meta_args, concrete_args=concrete_args or None)
-    except Exception as exc:
-        exc.__sdesign_module__ = _current_module(tracer)  # type: ignore[attr-defined]
-        raise
-
-
-def _trace_error(model: nn.Module, first: Exception, second: Exception) -> TraceError:
-    where = _user_frame(second) or _user_frame(first)
-    module = getattr(second, "__sdesign_module__", None) or getattr(first, "__sdesign_module__", None)
-    place = f" in module '{module}'" if module else ""
+def _run_failed(model: nn.Module, failure: ForwardFailed) -> TraceError:
+    cause = failure.cause
+    if failure.module_path:
+        place = f" in module '{failure.module_path}' ({failure.module_class})"
+    elif failure.module_class:
+        place = f" in its own forward ({failure.module_class})"
+    else:
+        place = ""
+    where = _user_frame(cause)
     line = f" at {where}" if where else ""
+    if failure.tracer_fault:
+        return TraceError(
+            f"Could not trace {type(model).__name__}: it runs on the example inputs, but not while the "
+            f"run tracer records it: {_first_line(cause)}{place}{line}. This is a bug in sparsenet-design's "
+            "run tracer; please report it with the model. Meanwhile, mark the module as a leaf "
+            "(LEAF_MODULES in the model file, or leaf_modules=[...] in the API) so that its insides are "
+            "not recorded, or pin that part of the model."
+        )
     return TraceError(
-        f"Could not trace {type(model).__name__} into a graph{place}{line}: "
-        f"{type(second).__name__}: {str(second).splitlines()[0] if str(second) else ''} "
-        "(symbolic tracing failed first with "
-        f"{type(first).__name__}: {str(first).splitlines()[0] if str(first) else ''}). "
-        "This usually means Python control flow that depends on tensor *values*, or an op "
-        "that cannot run on meta tensors. Ways out: mark the offending module as a leaf "
-        "(LEAF_MODULES in the model file, or leaf_modules=[...] in the API, and register a "
-        "channel rule for it with sparsenet_design.rules.register_module_rule, otherwise its "
-        "channels are pinned), wrap the op as a torch.library custom op with a fake "
-        "implementation, or pin that part of the model."
+        f"Could not trace {type(model).__name__}: running it on the example inputs raised "
+        f"{_first_line(cause)}{place}{line}. Tracing runs the model once on the example inputs, so they must be "
+        "inputs the model accepts (the right number of positional arguments, shapes and dtypes): fix "
+        "example_inputs() in the model file (or example_inputs=... in the API) and check it with "
+        "model(*example_inputs)."
+    )
+
+
+def _replay_failed(model: nn.Module, exc: Exception) -> TraceError:
+    node = getattr(exc, "__sdesign_node__", None)
+    what = ""
+    if node is not None:
+        target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", node.target)
+        owner = node.meta.get("owner")
+        what = f" at {node.op} '{target}'" + (f" (in module '{owner}')" if owner else "")
+    return TraceError(
+        f"Could not trace {type(model).__name__}: the graph recorded by running it on the example inputs "
+        f"does not replay{what}: {_first_line(exc)}. This is a bug in sparsenet-design's run tracer; please "
+        "report it with the model. Meanwhile, mark that module as a leaf (LEAF_MODULES in the model file, "
+        "or leaf_modules=[...] in the API) or pin that part of the model."
     )
 
 
@@ -193,6 +224,23 @@ def meta_copy(gm: nn.Module) -> nn.Module:
     return copy.deepcopy(gm, memo)
 
 
+def _cause_text(exc: Exception) -> str:
+    where = _user_frame(exc)
+    return _first_line(exc) + (f" at {where}" if where else "")
+
+
+def _run_notes(graph, fallback: str) -> list[str]:
+    notes = [f"{fallback}; {RUN_GRAPH_NOTE}"]
+    reads = getattr(graph, "value_reads", [])
+    if reads:
+        notes.append(
+            "the forward reads tensor values into Python at " + "; ".join(reads[:3])
+            + (f" (and {len(reads) - 3} more places)" if len(reads) > 3 else "")
+            + ": inputs whose values take another branch there may need another graph"
+        )
+    return notes
+
+
 def trace(
     model: nn.Module,
     example_inputs,
@@ -201,36 +249,29 @@ def trace(
 ) -> TracedModel:
     """Trace ``model`` (called as ``model(*example_inputs)``) into a module-level graph.
 
-    Raises :class:`TraceError` naming the module and source line when neither
-    tracer can handle the model.
+    Raises :class:`TraceError` naming the module and source line when the model
+    does not run on the example inputs.
     """
     load_plugins()
     inputs = _as_tuple(example_inputs)
     modules = dict(model.named_modules()) if modules is None else modules
     leaves = tuple(leaf_modules)
-    notes: list[str] = []
     try:
-        graph, method = _symbolic(model, inputs, leaves, modules), "symbolic"
-    except Exception as first:
+        graph, method = _symbolic(model, inputs, leaves, modules)
+    except Exception as exc:  # code that symbolic tracing cannot follow
+        fallback = f"symbolic tracing failed ({_cause_text(exc)})"
+    else:
         try:
-            graph, method = _concrete(model, inputs, leaves), "concrete"
-        except Exception as second:
-            raise _trace_error(model, first, second) from second
-        notes.append(
-            "symbolic tracing failed "
-            f"({type(first).__name__}: {str(first).splitlines()[0] if str(first) else ''}); "
-            "traced with concrete shapes instead, so reshape sizes in the code are treated as constants"
-        )
+            record_shapes(graph, model, inputs, modules)
+            return TracedModel(model, graph, method, [], modules)
+        except Exception as exc:  # e.g. the graph baked in a branch that the example inputs don't take
+            fallback = f"the symbolic graph does not run on the example inputs ({_cause_text(exc)})"
+    try:
+        graph = run_trace(model, inputs, modules, lambda m: _is_leaf(m, leaves))
+    except ForwardFailed as failure:
+        raise _run_failed(model, failure) from failure.cause
     try:
         record_shapes(graph, model, inputs, modules)
     except Exception as exc:
-        if method == "symbolic":
-            # e.g. the symbolic graph baked in a branch that the example inputs don't take
-            try:
-                graph, method = _concrete(model, inputs, leaves), "concrete"
-                record_shapes(graph, model, inputs, modules)
-            except Exception as second:
-                raise _trace_error(model, exc, second) from second
-        else:
-            raise _trace_error(model, exc, exc) from exc
-    return TracedModel(model, graph, method, notes, modules)
+        raise _replay_failed(model, exc) from exc
+    return TracedModel(model, graph, "run", _run_notes(graph, fallback), modules)

@@ -154,3 +154,56 @@ def test_corrupt_spec(tmp_path):
     (tmp_path / "spec.json").write_text('{"modules": {')
     result, output = invoke("evaluate", TINY, "--spec", tmp_path / "spec.json", "--no-latency")
     assert_clean_error(result, output, "spec.json")
+
+
+def _model_file_whose_inputs_do_not_fit(tmp_path):
+    """The model takes 16 features, the example inputs have 12: every command that
+    traces must fail before its first epoch, naming the layer and the line."""
+    return write(tmp_path, f"""
+        import sys
+        sys.path.insert(0, {str(EXAMPLES)!r})
+        import torch
+        from torch import nn
+        from tiny_mlp import train_data, loss
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(16, 8), nn.ReLU())
+
+            def forward(self, x):
+                return self.body(x)
+
+        def build_model():
+            return Net()
+
+        def example_inputs():
+            return (torch.randn(1, 12),)
+    """)
+
+
+@pytest.mark.parametrize("command", ["prune", "design"])
+def test_inputs_that_do_not_fit_fail_before_training(tmp_path, command):
+    path = _model_file_whose_inputs_do_not_fit(tmp_path)
+    out = tmp_path / "run"
+    result, output = invoke(command, path, "--epochs", 1, "--out", out)
+    assert_clean_error(result, output, "module 'body.0' (Linear)", "model.py:14: return self.body(x)",
+                       "mat1 and mat2 shapes cannot be multiplied", "example inputs")
+    assert not list(out.rglob("*.safetensors")) and not list(out.rglob("metrics.jsonl"))  # no epoch ran
+
+
+def test_compress_checks_the_inputs_before_training():
+    from sparsenet_design import compress
+    from sparsenet_design.errors import TraceError
+
+    class NoData:
+        def __iter__(self):
+            raise AssertionError("training started before the model was traced")
+
+        def __len__(self):
+            return 1
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU())
+    with pytest.raises(TraceError, match=r"module '0' \(Linear\)"):
+        compress(model, NoData(), lambda m, b: m(b).sum(), example_inputs=(torch.randn(1, 12),), epochs=1,
+                 progress=False)

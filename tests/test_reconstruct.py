@@ -97,7 +97,7 @@ def test_inherit_keeps_strongest_channels():
     assert torch.equal(compact.c2.weight, model.c2.weight[:, strong])
 
 
-def test_shape_dependent_control_flow_uses_concrete_tracer():
+def test_shape_dependent_control_flow_is_traced_by_running():
     class Branchy(nn.Module):
         def __init__(self):
             super().__init__()
@@ -113,16 +113,16 @@ def test_shape_dependent_control_flow_uses_concrete_tracer():
 
     model = Branchy()
     t = trace(model, (torch.randn(1, 3, 4, 4),))
-    assert t.method == "concrete"
+    assert t.method == "run"
     compact, spec = reconstruct(model, (torch.randn(1, 3, 4, 4),), densities=uniform(model, 0.25))
     assert compact.a.out_channels == compact.fix.out_channels == compact.b.in_channels == 4
-    assert spec.settings["tracer"] == "concrete"
+    assert spec.settings["tracer"] == "run"
 
 
-def test_value_dependent_control_flow_names_module_and_line():
+def test_value_dependent_control_flow_is_traced_by_running_and_noted():
     class Inner(nn.Module):
         def forward(self, x):
-            if x.sum() > 0:  # depends on values: no tracer can follow
+            if x.sum() > -1e9:  # depends on values: the graph holds for this branch
                 return x * 2
             return x
 
@@ -135,12 +135,27 @@ def test_value_dependent_control_flow_names_module_and_line():
         def forward(self, x):
             return self.gate(self.conv(x))
 
+    _, spec = reconstruct(Outer(), (torch.randn(1, 3, 4, 4),))
+    assert spec.settings["tracer"] == "run"
+    assert any("if x.sum() > -1e9" in note and "reads tensor values" in note for note in spec.notes)
+
+
+def test_inputs_the_model_rejects_name_module_and_line():
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(x))  # the conv's 4-d output does not fit the Linear
+
     with pytest.raises(TraceError) as err:
         reconstruct(Outer(), (torch.randn(1, 3, 4, 4),))
     msg = str(err.value)
-    assert "gate" in msg
-    assert "if x.sum() > 0" in msg
-    assert "leaf" in msg  # suggests a way out
+    assert "module 'head' (Linear)" in msg
+    assert "return self.head(self.conv(x))" in msg
+    assert "example inputs" in msg
 
 
 def test_spec_for_another_model_names_first_mismatch():
@@ -235,7 +250,7 @@ def test_keyword_defaults_trace_as_constants():
 
     model = Extras()
     t = trace(model, (torch.randn(1, 3, 4, 4),))
-    assert t.method == "symbolic"
+    assert t.method == "fx"  # fx takes the defaults as constants
     compact, _ = reconstruct(model, (torch.randn(1, 3, 4, 4),), densities=uniform(model, 0.25))
     assert compact.a.out_channels == 4
 

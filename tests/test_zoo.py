@@ -120,21 +120,18 @@ class _Gated(torch.nn.Module):
         return self.gate(self.conv(x))
 
 
-def test_untraceable_code_names_module_line_and_way_out():
-    from sparsenet_design.errors import TraceError
+def test_value_dependent_code_is_traced_by_running_and_noted():
     from sparsenet_design.reconstruct import reconstruct
 
-    with pytest.raises(TraceError) as err:
-        reconstruct(_Gated().eval(), torch.randn(1, 3, 8, 8), "min", {"conv": 0.5})
-    msg = str(err.value)
-    assert "'gate'" in msg
-    assert f"{Path(__file__).name}:" in msg and "if y.sum() > 0" in msg
-    assert "leaf" in msg
+    _, spec = reconstruct(_Gated().eval(), torch.randn(1, 3, 8, 8), "min", {"conv": 0.5})
+    assert spec.settings["tracer"] == "run"
+    note = next(n for n in spec.notes if "reads tensor values" in n)
+    assert f"{Path(__file__).name}:" in note and "if y.sum() > 0" in note
 
 
 def test_leaf_module_way_out_works():
-    """The way out the error suggests works (it failed before core b5ffdc0: the meta
-    shape pass ran the leaf's value-dependent code on meta tensors)."""
+    """Marking the value-dependent module a leaf works (it failed before core b5ffdc0:
+    the meta shape pass ran the leaf's value-dependent code on meta tensors)."""
     from sparsenet_design.reconstruct import reconstruct
 
     model, x = _Gated().eval(), torch.randn(1, 3, 8, 8)
