@@ -166,7 +166,9 @@ def _check_sizes(ctx: RuleContext, out: TensorInfo, entries: list | None) -> Non
     for d, layout in list(out.dims.items()):
         e = entries[d]
         if isinstance(e, int):
-            if e == -1 or (not concrete and ctx.follow_constant(e, layout)):
+            # a traced run shows every size as a constant: following an attribute of the
+            # module whose code this is stays a guess there, which the check run confirms
+            if e == -1 or ctx.follow_constant(e, layout):
                 continue
             why = "traced with concrete shapes" if concrete else "a constant in the code"
             ctx.pin_layout(layout, f"{ctx.describe()} gives this channel size as {e} ({why})")
@@ -185,6 +187,16 @@ def _view_rule(ctx: RuleContext) -> None:
     ctx.set_output(out)
 
 
+def _view_as_rule(ctx: RuleContext) -> None:
+    """``x.view_as(other)`` / ``x.reshape_as(other)``: the sizes are ``other``'s, so
+    its channels size the output."""
+    x, other = ctx.arg(0), ctx.arg(1, "other")
+    out = _reshape_info(ctx, x, ctx.shape(x), ctx.shape())
+    info = ctx.channels(other)
+    _check_sizes(ctx, out, [SymInt(info.dims.get(d)) for d in range(info.ndim)])
+    ctx.set_output(out)
+
+
 def flatten_rule(ctx: RuleContext) -> None:
     x = ctx.arg(0, "input")
     ctx.set_output(_reshape_info(ctx, x, ctx.shape(x), ctx.shape()))
@@ -192,6 +204,8 @@ def flatten_rule(ctx: RuleContext) -> None:
 
 for _name in ("view", "reshape"):
     register_method_rule(_name, _view_rule)
+for _name in ("view_as", "reshape_as"):
+    register_method_rule(_name, _view_as_rule)
 register_function_rule(torch.reshape, _view_rule)
 for _name in ("flatten", "squeeze", "unsqueeze", "unflatten"):
     register_method_rule(_name, flatten_rule)

@@ -18,6 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from .groups import GroupTable, Layout, Segment
+from .kinds.registry import layer_kind
 from .rules import function_rule, method_rule, module_rule
 from .trace import TracedModel
 
@@ -329,6 +330,7 @@ class _Builder:
             else:
                 module = modules.get(node.target) if node.op == "call_module" else None
                 self._apply_rule(node, module)
+        self._tie_module_tensors()
         self._pin_user_modules()
         return ChannelGraph(self.traced, self.table, self.modules, self.params, self.notes, self.attributes)
 
@@ -337,13 +339,26 @@ class _Builder:
         if not isinstance(value, torch.Tensor) or value.dim() == 0:
             self.info[node] = None
             return
+        state = self._is_model_state(str(node.target))
+        why = None if state else f"{node.target} is a tensor made by forward code, not a parameter or buffer"
         dims = {
-            d: (Segment(self.table.new(size, f"{node.target}[dim {d}]")),)
+            d: (Segment(self.table.new(size, f"{node.target}[dim {d}]", pinned=why)),)
             for d, size in enumerate(value.shape)
             if size > 1
         }
-        self.params[str(node.target)] = ParamRecord(str(node.target), tuple(value.shape), dims)
+        if state:
+            self.params[str(node.target)] = ParamRecord(str(node.target), tuple(value.shape), dims)
         self.info[node] = TensorInfo(value.dim(), dict(dims))
+
+    def _is_model_state(self, target: str) -> bool:
+        """Whether ``target`` is a registered parameter or buffer (fx also stores tensor
+        constants made in ``forward`` on the model, as plain attributes)."""
+        path, _, name = target.rpartition(".")
+        try:
+            module = self.module_at(path)
+        except AttributeError:
+            return False
+        return name in module._parameters or name in module._buffers
 
     def _apply_rule(self, node: fx.Node, module: nn.Module | None) -> None:
         if node.op == "call_module":
@@ -369,6 +384,24 @@ class _Builder:
             for arg in _node_args(node):
                 ctx.pin(arg, f"rule for {ctx.describe()} failed")
             self.info[node] = None
+
+    def _tie_module_tensors(self) -> None:
+        """A module's tensors used directly in forward code (``get_attr``: tied weights,
+        a functional call inside a traced-through ``forward``) follow the module's
+        width attributes, as its layer kind declares."""
+        ctx = RuleContext(self, None, None)
+        for rec in self.modules.values():
+            kind = layer_kind(self.module_at(rec.path), call=False)
+            if kind is None:
+                continue
+            grouped = getattr(self.module_at(rec.path), "groups", 1) != 1
+            for name, spec in kind.tensor_dims().items():
+                param = self.params.get(f"{rec.path}.{name}" if rec.path else name)
+                if param is None:
+                    continue
+                for dim, (attr, per_group) in spec.items():
+                    if attr in rec.attrs and dim in param.dims and not (per_group and grouped):
+                        ctx.merge(param.dims[dim], rec.attrs[attr], f"{param.path} follows {rec.path}.{attr}")
 
     def _pin_user_modules(self) -> None:
         for path in self.pinned_modules:

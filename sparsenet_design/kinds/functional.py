@@ -10,6 +10,7 @@ weight's own dimensions are tied to the channels they meet.
 """
 from __future__ import annotations
 
+import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
@@ -18,16 +19,38 @@ from ..channel_graph import RuleContext, TensorInfo
 from ..rule_helpers import copy_info
 from .base import OpKind
 from .norms import group_norm_channels, per_channel
-from .weights import conv_channels, linear_channels
+from .weights import Conv, ConvTranspose, conv_channels, linear_channels
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONV_TRANSPOSES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+_SOURCE_DEPTH = 8  # ops between a weight and its use: reshape, standardise, scale, reshape back…
+
+
+def _source(ctx: RuleContext, tensor):
+    """The parameter or buffer ``tensor`` was computed from, when every op on the
+    way keeps its shape's element count and reads it as the first argument (a
+    weight-standardised conv: ``F.batch_norm(self.weight.reshape(1, C, -1), …)``
+    reshaped back); ``tensor`` itself when it is one."""
+    node = tensor
+    for _ in range(_SOURCE_DEPTH):
+        if not isinstance(node, fx.Node) or node.op == "get_attr":
+            break
+        first = node.args[0] if node.args else None
+        if node.op not in ("call_function", "call_method") or not isinstance(first, fx.Node):
+            return None
+        before, after = ctx.value(first), ctx.value(node)
+        if not (isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor)) or before.numel() != after.numel():
+            return None
+        node = first
+    return node if isinstance(node, fx.Node) and node.op == "get_attr" else None
 
 
 def _owner(ctx: RuleContext, tensor, classes: tuple[type, ...], name: str = "weight"):
-    """``(path, module)`` when ``tensor`` is the ``name`` tensor of a module of one
-    of ``classes``, used as is (a ``get_attr`` node)."""
-    owner = ctx.tensor_owner(tensor)
+    """``(path, module)`` when ``tensor`` is (computed shape for shape from) the
+    ``name`` tensor of a module of one of ``classes``."""
+    source = _source(ctx, tensor)
+    if source is None or ctx.shape(source) != ctx.shape(tensor):
+        return None
+    owner = ctx.tensor_owner(source)
     if owner is None:
         return None
     path, module, attr = owner
@@ -68,7 +91,7 @@ def _conv_owner(ctx: RuleContext, w, classes, groups: int):
 def conv(ctx: RuleContext) -> None:
     x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
     groups = ctx.arg(6, "groups", 1)
-    owner = _conv_owner(ctx, w, _CONVS, groups)
+    owner = _conv_owner(ctx, w, Conv.classes, groups)
     if owner is not None:
         ctx.set_output(conv_channels(ctx, owner[1], x, weight_owner=owner[0]))
         return
@@ -87,7 +110,7 @@ def conv(ctx: RuleContext) -> None:
 def conv_transpose(ctx: RuleContext) -> None:
     x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
     groups = ctx.arg(6, "groups", 1)
-    owner = _conv_owner(ctx, w, _CONV_TRANSPOSES, groups)
+    owner = _conv_owner(ctx, w, ConvTranspose.classes, groups)
     if owner is not None:
         ctx.set_output(conv_channels(ctx, owner[1], x, weight_owner=owner[0]))
         return

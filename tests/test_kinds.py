@@ -1,0 +1,168 @@
+"""The table of layer and op kinds: one object per kind, listed, overridden and
+removed; subclasses with their own forward never half-match; functional calls
+inside a traced-through forward are attributed to the module whose tensors they use."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsenet_design import reconstruct
+from sparsenet_design.kinds import LayerKind, OpKind, all_kinds, function_kind, layer_kind, registered
+from sparsenet_design.layers import is_prunable, prunable_layers
+from sparsenet_design.resize import resize_module
+from sparsenet_design.rules import passthrough_rule
+from sparsenet_design.shape_rules import shape_rule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _uniform(model, d):
+    return {name: d for name, _ in prunable_layers(model)}
+
+
+def test_every_stock_layer_class_is_claimed_by_exactly_one_builtin_kind():
+    claims: dict = {}
+    for kind in all_kinds():
+        if isinstance(kind, LayerKind):
+            for cls in kind.classes:
+                claims.setdefault(cls, []).append(kind.name)
+    for cls in (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.PReLU, nn.ReLU):
+        assert len(claims[cls]) == 1, (cls, claims[cls])
+    assert layer_kind(nn.Conv2d(3, 4, 1)) is layer_kind(nn.Conv1d(3, 4, 1))  # one conv kind, listed once
+
+
+def test_a_kind_is_one_object_holding_rule_shape_tensors_and_prunability():
+    conv = layer_kind(nn.Conv2d(3, 8, 3))
+    assert conv.prunable and conv.leaf and conv.channels is not None
+    assert conv.output_shape(nn.Conv2d(3, 8, 3), torch.empty(1, 3, 10, 10)) == (1, 8, 8, 8)
+    assert conv.tensor_dims()["weight"] == {0: ("out_channels", False), 1: ("in_channels", True)}
+    bn = layer_kind(nn.BatchNorm2d(4))
+    assert not bn.prunable and bn.tensor_dims()["running_mean"] == {0: ("num_features", False)}
+
+
+class _Mixer(nn.Module):
+    """A leaf that needs exactly 8 channels."""
+
+    def forward(self, x):
+        return x * torch.arange(8.0).view(1, 8, 1, 1)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.mix = _Mixer()
+        self.b = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.b(self.mix(self.a(x)))
+
+
+def test_registered_overrides_a_builtin_kind_and_removal_brings_it_back():
+    model, x = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 2, 1)), torch.randn(1, 3, 4, 4)
+    pin_relu = LayerKind(nn.ReLU, name="pinned ReLU")  # no channel rule: what it touches is pinned
+    builtin = layer_kind(nn.ReLU())
+    with registered(pin_relu):
+        assert layer_kind(nn.ReLU()) is pin_relu and pin_relu in all_kinds()
+        compact, _ = reconstruct(model, (x,), densities=_uniform(model, 0.1))
+        assert compact[0].out_channels == 16
+    assert layer_kind(nn.ReLU()) is builtin and pin_relu not in all_kinds()
+    compact, _ = reconstruct(model, (x,), densities=_uniform(model, 0.1))
+    assert compact[0].out_channels < 16
+
+
+def test_a_plugin_kind_makes_a_leaf_with_its_own_rule():
+    model, x = _Net(), torch.randn(1, 3, 4, 4)
+    compact, spec = reconstruct(model, (x,), densities=_uniform(model, 0.1))
+    assert compact.a.out_channels == 8  # traced through: the constant 8 pins the channels
+    with registered(LayerKind(_Mixer, channels=passthrough_rule())) as (kind,):
+        assert layer_kind(_Mixer()) is kind and kind.leaf
+        trusting, _ = reconstruct(model, (x,), densities=_uniform(model, 0.1), verify=False)
+    assert trusting.a.out_channels < 8  # the (wrong) rule was used: one call, passing channels through
+    with pytest.raises(RuntimeError):
+        trusting(x)
+
+
+def test_dotted_names_claim_a_class_without_importing_it():
+    kind = LayerKind(f"{__name__}._Mixer", channels=passthrough_rule())
+    assert kind.name == "_Mixer"
+    with registered(kind):
+        assert layer_kind(_Mixer()) is kind
+    assert layer_kind(_Mixer()) is None
+
+
+def test_an_op_kind_lists_its_functions_and_methods():
+    def warp(x, k):
+        return x * k.sum(1, keepdim=True)
+
+    kind = OpKind(warp, methods=["my_method"], channels=passthrough_rule(0, pinned_args=(1,)))
+    with registered(kind):
+        assert function_kind(warp) is kind
+        assert f"{__name__}" in repr(kind) or "warp" in repr(kind)
+    assert function_kind(warp) is None
+    with pytest.raises(ValueError):
+        OpKind(channels=passthrough_rule())
+    with pytest.raises(TypeError):
+        from sparsenet_design.kinds import register_kind
+
+        register_kind(object())
+
+
+class _NormAct(nn.BatchNorm2d):
+    """timm's BatchNormAct2d, reduced: batch norm, then an activation, in its own forward."""
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         self.training, self.momentum or 0.0, self.eps)
+        return F.relu(x)
+
+
+class _PlainSubclass(nn.BatchNorm2d):
+    pass
+
+
+class _StdConv(nn.Conv2d):
+    """A weight-standardised conv (timm's StdConv2d): its weight is computed from the parameter."""
+
+    def forward(self, x):
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                         training=True, momentum=0.0, eps=1e-6).reshape_as(self.weight)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def test_subclass_with_own_forward_matches_no_call_kind_but_keeps_its_tensor_kind():
+    bn = layer_kind(nn.BatchNorm2d(4))
+    assert layer_kind(_NormAct(4)) is None and shape_rule(_NormAct(4)) is None
+    assert layer_kind(_NormAct(4), call=False) is bn
+    assert layer_kind(_PlainSubclass(4)) is bn and shape_rule(_PlainSubclass(4)) is not None
+    assert is_prunable(_StdConv(3, 4, 1)) and layer_kind(_StdConv(3, 4, 1)) is None
+    new = resize_module(_NormAct(8), {"num_features": 3})
+    assert type(new) is _NormAct and new.running_var.shape == (3,) and new.num_features == 3
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = _StdConv(3, 16, 3, padding=1)
+        self.bn1 = _NormAct(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1, groups=16)  # depthwise: follows bn1
+        self.bn2 = _NormAct(16)
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.bn2(self.conv2(self.bn1(self.conv1(x)))))
+
+
+def test_functional_calls_in_a_traced_through_forward_resize_their_module():
+    model, x = _Block().eval(), torch.randn(1, 3, 8, 8)
+    compact, spec = reconstruct(model, (x,), densities={"conv1": 0.25, "conv2": 1.0, "head": 1.0})
+    width = compact.conv1.out_channels
+    assert width == 8  # ⌈√0.25·16⌉ from the standardised conv's own density: it proposed a width
+    for bn in (compact.bn1, compact.bn2):
+        assert type(bn) is _NormAct and bn.num_features == width
+        assert all(t.shape == (width,) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var))
+    assert compact.conv2.groups == compact.conv2.in_channels == width
+    assert spec.modules["bn1"]["widths"] == {"num_features": width}
+    assert compact(x).shape == (1, 4, 8, 8)
