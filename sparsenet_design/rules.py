@@ -36,7 +36,7 @@ from typing import Any
 from torch import nn
 
 from .kinds.base import LayerKind, OpKind
-from .kinds.registry import KINDS, function_kind, layer_kind, method_kind, register_kind, unregister_kind
+from .kinds.registry import function_kind, layer_kind, method_kind, register_kind, unregister_kind
 
 Rule = Callable[[Any], None]
 
@@ -110,16 +110,6 @@ def register_leaf_module(cls: type[nn.Module]) -> type[nn.Module]:
     if layer_kind(cls) is None:
         register_kind(LayerKind(cls))
     return cls
-
-
-def leaf_module_classes() -> tuple[type[nn.Module], ...]:
-    """The classes outside torch of the registered layer kinds traced as one call
-    (torch's own are leaves by fx's rule). Subclasses with their own ``forward`` are
-    not leaves: :func:`sparsenet_design.kinds.is_leaf_module` tells them apart."""
-    return tuple(
-        cls for kind in KINDS.kinds() if isinstance(kind, LayerKind) and kind.leaf
-        for cls in kind.classes if isinstance(cls, type) and not cls.__module__.startswith("torch.")
-    )
 
 
 def module_rule(module: nn.Module) -> Rule | None:

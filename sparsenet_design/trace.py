@@ -35,7 +35,7 @@ from torch import nn
 from .errors import TraceError
 from .fast_trace import lean_trace
 from .plugins import load_plugins
-from .rules import leaf_module_classes
+from .kinds.registry import is_leaf_module
 from .run_trace import ForwardFailed, run_trace, user_line
 from .shape_pass import record_shapes
 
@@ -89,10 +89,14 @@ class TracedModel:
 
 def _is_leaf(module: nn.Module, extra_leaves: tuple[type, ...] = ()) -> bool:
     """Whether every tracer records calls of ``module`` as one ``call_module`` node
-    instead of tracing into it: registered leaf classes, ``extra_leaves``, and
-    torch.nn's own layers (fx's rule; containers are traced into)."""
-    if isinstance(module, leaf_module_classes() + tuple(extra_leaves)):
+    instead of tracing into it: ``extra_leaves``, what its layer kind says (a
+    subclass with its own ``forward`` has none), else torch.nn's own layers (fx's
+    rule; containers are traced into)."""
+    if extra_leaves and isinstance(module, extra_leaves):
         return True
+    by_kind = is_leaf_module(module)
+    if by_kind is not None:
+        return by_kind
     name = type(module).__module__
     return (name.startswith("torch.nn") or name.startswith("torch.ao.nn")) and not isinstance(
         module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -194,7 +198,7 @@ def _run_failed(model: nn.Module, failure: ForwardFailed) -> TraceError:
     return TraceError(
         f"Could not trace {type(model).__name__}: running it on the example inputs raised "
         f"{_first_line(cause)}{place}{line}. Tracing runs the model once on the example inputs, so they must be "
-        "inputs the model accepts (the right number of positional arguments, shapes and dtypes): fix "
+        "inputs the model accepts (the right number of positional arguments, shapes, dtypes and device): fix "
         "example_inputs() in the model file (or example_inputs=... in the API) and check it with "
         "model(*example_inputs)."
     )
