@@ -1,6 +1,7 @@
 """``reconstruct``: sparse model → design spec + compact dense model; ``apply_spec``."""
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -17,6 +18,7 @@ from .kinds.registry import layer_kind
 from .resize import resize_module, resize_tensor
 from .spec import DesignSpec, architecture_fingerprint, tensor_shape
 from .shape_pass import cheap_to_run, eval_mode, on_meta, sized_layers, to_meta
+from .run_trace import user_line
 from .trace import trace
 from .widths import GroupDecision, layout_width, resolve_widths
 
@@ -394,12 +396,29 @@ def reconstruct(
         if target in extra_pins or attempt == MAX_REPAIRS:
             break
         extra_pins.append(target or _widest_changed(spec, extra_pins))
-    problem = f"raised {type(exc).__name__}: {exc}" if exc is not None else f"returned shapes {got}, expected {expected}"
-    raise SdesignError(
-        f"The compact {type(model).__name__} does not run: it {problem}"
-        f"{f' (in module {where!r})' if where else ''}. Its forward code probably uses a channel "
-        "count the channel rules cannot see (e.g. a constant). Pin that module "
-        "(pinned=[...] / PINNED in the model file) or register a rule for it."
+    raise _does_not_run(model, where, exc, got, expected, extra_pins)
+
+
+def _does_not_run(model, where, exc, got, expected, tried: list[str]) -> SdesignError:
+    if exc is not None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        problem = f"raised {type(exc).__name__}: {first}"
+        line = user_line(traceback.extract_tb(exc.__traceback__))
+    else:
+        problem, line = f"returned shapes {got}, expected {expected}", None
+    module = ""
+    if where:
+        try:
+            module = f" in module '{where}' ({type(model.get_submodule(where)).__name__})"
+        except AttributeError:
+            module = f" in module '{where}'"
+    at = f" at {line}" if line else ""
+    pinned = f" Pinning {', '.join(repr(p) for p in tried)} did not help." if tried else ""
+    return SdesignError(
+        f"The compact {type(model).__name__} does not run: it {problem}{module}{at}.{pinned} Its forward "
+        "code probably uses a channel count the channel rules cannot see (a constant, or a size read from "
+        "another tensor). Pin that module (pinned=[...] / PINNED in the model file), or register a layer "
+        "kind for it (sparsenet_design.kinds)."
     )
 
 

@@ -312,3 +312,19 @@ def test_a_wrong_rule_is_repaired_by_pinning_the_module_that_fails():
     assert compact(x).shape == (1, 2, 4, 4)
     assert compact.conv.out_channels == 8
     assert any("pinned 'mix'" in note for note in spec.notes)
+
+
+def test_a_rebuild_that_cannot_be_repaired_names_module_class_line_and_cause(monkeypatch):
+    import importlib
+
+    from sparsenet_design.kinds import LayerKind, registered
+
+    monkeypatch.setattr(importlib.import_module("sparsenet_design.reconstruct"), "MAX_REPAIRS", 0)
+    wrong = LayerKind(_FixedMix, channels=passthrough_rule())
+    model, x = _WithFixedMix(), torch.randn(1, 3, 4, 4)
+    with registered(wrong), pytest.raises(SdesignError) as info:
+        reconstruct(model, (x,), densities=uniform(model, 0.1))
+    message = str(info.value)
+    assert "in module 'mix' (_FixedMix)" in message
+    assert f"{__file__}:" in message and "RuntimeError" in message
+    assert "Traceback" not in message and "\n" not in message
