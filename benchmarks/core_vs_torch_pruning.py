@@ -15,7 +15,7 @@ worker process, one thread each, back to back:
 - Torch-Pruning: ``tp.DependencyGraph().build_dependency(model, example_inputs=x)``
   (graph building only; no widths, no rebuild);
 - tracers: ``torch.fx.symbolic_trace``, the core's ``sparsenet_design.trace.trace``
-  (symbolic, concrete fallback, meta shape pass), non-strict ``torch.export.export``.
+  (symbolic, a recorded run as the fallback, shape pass), non-strict ``torch.export.export``.
 
 Median of ``--repeats`` runs (export: ``--export-repeats``). Torch-Pruning is a
 benchmark dependency only (``pip install -e .[bench]``).
@@ -227,8 +227,8 @@ def write_tracing(rows: list[dict], path: Path, command: str, repeats: int, expo
         "Same models, inputs and process as `core_vs_torch_pruning.md`. The core's `trace()` is "
         "fx symbolic tracing with leaf rules (recorded by the lean tracer of `fast_trace.py`, which makes "
         "fx's graph node for node at a fraction of the cost, and by `fx.Tracer` itself where it declines), "
-        "a concrete-shape MetaTracer fallback for shape-dependent "
-        "control flow, and one pass that records every node's shape (what the channel rules need; "
+        "a fallback that records one real forward pass for code symbolic tracing cannot follow "
+        "(`run_trace.py`), and one pass that records every node's shape (what the channel rules need; "
         "convs, linears, norms and activations sized by formula, the rest run for real on small inputs, "
         "on the meta device otherwise) and no `GraphModule` code generation; `symbolic_trace` records no "
         f"shapes but generates a `GraphModule`. Median of {repeats} runs ({export_repeats} for export), "
@@ -239,10 +239,10 @@ def write_tracing(rows: list[dict], path: Path, command: str, repeats: int, expo
     ]
     for k, label in keys:
         lines.append(f"| {label} | {sum(bool(r.get(k)) for r in rows)} of {len(rows)} | {_fmt(med(k))} |")
-    concrete = [r["name"] for r in rows if r.get("core_tracer") == "concrete"]
+    by_running = [r["name"] for r in rows if r.get("core_tracer") == "run"]
     lines += [
         "",
-        f"Models the core traced with the concrete fallback: {', '.join(concrete) or 'none'}.",
+        f"Models the core traced by running them: {', '.join(by_running) or 'none'}.",
         "",
         "| model | family | symbolic_trace | core trace (tracer) | export (non-strict) |",
         "|---|---|---:|---:|---:|",

@@ -2,9 +2,9 @@
 recorded into the same module-level ``fx.Graph`` the symbolic tracers make.
 
 Symbolic tracing cannot follow code that looks at values: a shape check after a
-norm layer (``if y.shape[1] != x.shape[1]``), a loop over a list of tensors, a
-``forward(*args)``, a branch on a tensor's contents. Running the model follows
-all of them, for the example inputs. Two things watch the run:
+norm layer (``if y.shape[1] != x.shape[1]``), iterating over a tensor or over
+``*args``, a list built from a chunked tensor, a branch on a tensor's contents.
+Running the model follows all of them, for the example inputs. Two things watch the run:
 
 - a :class:`~torch.overrides.TorchFunctionMode` sees every torch function and
   tensor method, and records those that take a traced tensor (an input, a
@@ -70,27 +70,23 @@ class RunGraph(fx.Graph):
 
 # -- Tensor operators -------------------------------------------------------------------
 
+_PLAIN = ("eq", "ne", "lt", "gt", "le", "ge", "pos", "neg", "invert", "add", "sub", "mul", "floordiv", "truediv",
+          "mod", "pow", "lshift", "rshift", "and_", "or_", "xor", "getitem", "matmul")
+_REFLECTED = ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lshift", "rshift", "and_", "or_", "xor",
+              "matmul")
+_IN_PLACE = ("iadd", "iand", "ifloordiv", "ilshift", "imod", "imul", "imatmul", "ior", "ipow", "irshift", "isub",
+             "itruediv", "ixor", "setitem")
+
+
 def _operator_table() -> dict[str, tuple[Callable, bool]]:
-    """Tensor dunder method -> (the ``operator`` function fx records, reflected?)."""
-    plain = ["eq", "ne", "lt", "gt", "le", "ge", "pos", "neg", "invert", "add", "sub", "mul", "floordiv",
-             "truediv", "mod", "pow", "lshift", "rshift", "and_", "or_", "xor", "getitem", "matmul"]
-    reflected = ["add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lshift", "rshift", "and_", "or_",
-                 "xor", "matmul"]
-    inplace = ["iadd", "iand", "ifloordiv", "ilshift", "imod", "imul", "imatmul", "ior", "ipow", "irshift",
-               "isub", "itruediv", "ixor", "setitem"]
-    table: dict[str, tuple[Callable, bool]] = {}
-    for name in plain + inplace:
-        table[f"__{name.strip('_')}__"] = (getattr(operator, name), False)
-    for name in reflected:
-        table[f"__r{name.strip('_')}__"] = (getattr(operator, name), True)
+    """Tensor dunder method -> (the ``operator`` function fx records for it, reflected?)."""
+    table = {f"__{name.strip('_')}__": (getattr(operator, name), False) for name in _PLAIN + _IN_PLACE}
+    table.update({f"__r{name.strip('_')}__": (getattr(operator, name), True) for name in _REFLECTED})
     return {dunder: entry for dunder, entry in table.items() if hasattr(torch.Tensor, dunder)}
 
 
 _OPERATORS = _operator_table()
-_IN_PLACE_OPERATORS = frozenset(
-    getattr(operator, name) for name in ("iadd", "iand", "ifloordiv", "ilshift", "imod", "imul", "imatmul",
-                                         "ior", "ipow", "irshift", "isub", "itruediv", "ixor", "setitem")
-)
+_IN_PLACE_OPERATORS = frozenset(getattr(operator, name) for name in _IN_PLACE)
 
 # methods that read a tensor's values into Python (the graph then holds for those values only)
 _VALUE_READS = frozenset({"__bool__", "item", "__int__", "__float__", "__index__", "__complex__", "tolist"})
@@ -492,10 +488,13 @@ def run_trace(model: nn.Module, inputs: tuple, modules: dict[str, nn.Module],
     module-level graph; ``modules`` is ``dict(model.named_modules())``.
 
     Installed modules for which ``is_leaf`` holds become ``call_module`` nodes.
-    The model is left as it was. Raises :class:`ForwardFailed` when the model
+    The model is left as it was, and so is the random number generator. Raises :class:`ForwardFailed` when the model
     raises on ``inputs``."""
     recorder = _Recorder(model, modules, is_leaf)
-    with torch.no_grad(), eval_mode(model, modules), _model_kept(modules, recorder):
+    cuda = sorted({t.device.index or 0 for t in _tensors_in(inputs) if t.is_cuda})
+    # random ops in forward (noise, sampling) draw as they would have: the run leaves the RNG as it found it
+    with torch.random.fork_rng(devices=cuda), torch.no_grad(), eval_mode(model, modules), \
+            _model_kept(modules, recorder):
         try:
             with recorder.hooks(modules), recorder.operators(), recorder.wrapped_functions(), recorder:
                 recorder.inputs(inputs)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import operator
 import re
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
 from torch import nn
 
 from sparsenet_design.errors import TraceError
@@ -18,6 +22,10 @@ from sparsenet_design.shape_pass import record_shapes
 from sparsenet_design.trace import _is_leaf, _symbolic, describe_tracer, trace
 
 torchvision = pytest.importorskip("torchvision")
+
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+from strategies import build_net, dag_recipes  # noqa: E402
 
 _PLAIN = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul}
 
@@ -109,6 +117,22 @@ def test_same_ops_in_the_same_order_as_the_symbolic_graph(build, shape):
     assert _ops(run) == _ops(symbolic)
     owners = lambda g: [(n.op, n.target, n.meta["owner"]) for n in g.nodes if n.op == "call_module"]  # noqa: E731
     assert owners(run) == owners(symbolic)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recipe=dag_recipes(max_ops=8, max_width=8))
+def test_same_ops_as_the_symbolic_graph_on_random_dags(recipe):
+    model, x = build_net(recipe).eval(), recipe.example_input()
+    modules = dict(model.named_modules())
+    try:
+        symbolic, _ = _symbolic(model, (x,), (), modules)
+    except Exception:  # a shape-checked add: only the run tracer follows it (its replay is checked below)
+        symbolic = None
+    run = _run(model, x)
+    _replays(model, run, x)
+    if symbolic is not None:
+        record_shapes(symbolic, model, (x,), modules)
+        assert _ops(run) == _ops(symbolic)
 
 
 def test_node_kinds_targets_and_owners():
@@ -539,3 +563,16 @@ def test_specs_of_older_versions_still_load_and_show_their_tracer(tmp_path, old)
     loaded = DesignSpec.load(tmp_path)
     assert loaded.settings["tracer"] == old
     assert f"traced by: <b>{describe_tracer(old)}</b>" in _tracing_section(RunFolder(tmp_path), RunFolder(tmp_path))
+
+
+def test_the_random_number_generator_is_left_as_it_was():
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x + torch.randn_like(x)
+
+    model, x = Noisy(), torch.randn(2, 2)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    run_trace(model, (x,), {"": model}, _is_leaf)
+    assert torch.equal(torch.rand(3), expected)
