@@ -237,12 +237,18 @@ class LeanTracer(TracerBase):
         value = _fx._orig_module_getattr(module, attr)
         if isinstance(value, nn.Parameter):
             name = self._parameter_name(value)
-            if name is not None:
-                proxy = self._param_proxies.get(name)
-                if proxy is None:
-                    proxy = self._param_proxies[name] = self.create_proxy("get_attr", name, (), {})
-                return proxy
-        return value
+        elif isinstance(value, torch.Tensor) and attr in module._buffers:
+            # buffers as proxies too (fx's proxy_buffer_attributes): arithmetic on them is
+            # recorded, not folded into a constant (a FrozenBatchNorm2d's scale and shift)
+            name = self._tensor_name(value)
+        else:
+            return value
+        if name is None:
+            return value
+        proxy = self._param_proxies.get(name)
+        if proxy is None:
+            proxy = self._param_proxies[name] = self.create_proxy("get_attr", name, (), {})
+        return proxy
 
     def trace(self, n_inputs: int) -> fx.Graph:
         root = self.root

@@ -111,6 +111,7 @@ class _LeafAwareTracer(fx.Tracer):
     def __init__(self, extra_leaves: tuple[type, ...]):
         super().__init__()
         self.extra_leaves = tuple(extra_leaves)
+        self.proxy_buffer_attributes = True  # as the lean tracer: buffer arithmetic is recorded
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return _is_leaf(m, self.extra_leaves)
