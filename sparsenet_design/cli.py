@@ -461,6 +461,23 @@ def report(run_dir, plots, html, design_dir):
         click.echo(f"html report → {path}")
 
 
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="List every target of each kind, not the first few.")
+def kinds(show_all):
+    """The layer and op kinds the core knows (plugins included): what each covers and provides."""
+    from .kinds.listing import kind_rows
+    from .plugins import load_plugins
+
+    load_plugins()
+    table = Table(title="layer and op kinds (later rows take precedence)")
+    for column in ("kind", "", "covers", "provides"):
+        table.add_column(column)
+    for row in kind_rows():
+        shown = row.targets if show_all or len(row.targets) <= 6 else (*row.targets[:6], f"… {len(row.targets)} in all")
+        table.add_row(escape(row.name), row.kind, escape(", ".join(shown)), ", ".join(row.facts))
+    out.print(table)
+
+
 # ---- reconstruct ----------------------------------------------------------------
 
 def run_reconstruct(run_dir: Path, out_dir: Path, strategy: str = "min", inherit: bool = False,

@@ -41,16 +41,9 @@ def shape_rule(module: nn.Module) -> ShapeRule | None:
     """The output-shape formula for calls of ``module``, if its kind has one (a
     subclass with its own ``forward`` computes something else: none)."""
     kind = layer_kind(module)
-    if kind is None or _no_formula(kind):
+    if kind is None or not kind.has_output_shape():
         return None
     return kind.output_shape
-
-
-def _no_formula(kind: LayerKind) -> bool:
-    own = kind.__dict__.get("output_shape")
-    if own is not None:
-        return False
-    return getattr(type(kind).output_shape, "__func__", type(kind).output_shape) is LayerKind.output_shape
 
 
 def output_like(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:

@@ -166,3 +166,21 @@ def test_functional_calls_in_a_traced_through_forward_resize_their_module():
     assert compact.conv2.groups == compact.conv2.in_channels == width
     assert spec.modules["bn1"]["widths"] == {"num_features": width}
     assert compact(x).shape == (1, 4, 8, 8)
+
+
+def test_sdesign_kinds_lists_the_table_with_what_each_kind_provides():
+    from click.testing import CliRunner
+
+    from sparsenet_design.cli import main
+    from sparsenet_design.kinds.listing import kind_rows
+
+    rows = {row.name: row for row in kind_rows()}
+    assert rows["Conv"].facts == ("channels", "shape", "resize", "prunable", "leaf")
+    assert rows["Conv"].targets == ("nn.Conv1d", "nn.Conv2d", "nn.Conv3d")
+    assert rows["InstanceNorm"].facts == ("channels", "resize", "leaf")  # runs: no shape formula
+    assert "torch.cat" in rows["cat"].targets and "Tensor.view" in rows["view"].targets
+    with registered(LayerKind(_Mixer, name="test mixer")):
+        result = CliRunner().invoke(main, ["kinds", "--all"])
+    assert result.exit_code == 0, result.output
+    for name in ("Conv", "BatchNorm", "functional conv", "test mixer"):
+        assert name in result.output

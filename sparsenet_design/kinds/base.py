@@ -132,7 +132,16 @@ class LayerKind(_Kind):
         a user expects)."""
         return None
 
+    def has_output_shape(self) -> bool:
+        """Whether this kind sizes a call by formula (else the layer runs)."""
+        if "output_shape" in self.__dict__:
+            return True
+        return getattr(type(self).output_shape, "__func__", type(self).output_shape) is not LayerKind.output_shape
+
     # -- the tensors ------------------------------------------------------------
+
+    def can_resize(self) -> bool:
+        return bool(self.tensors) or "resize" in self.__dict__ or type(self).resize is not LayerKind.resize
 
     def tensor_dims(self) -> dict[str, dict[int, tuple[str, bool]]]:
         """``tensors`` with every entry as ``(attribute, divided by groups)``."""
