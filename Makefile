@@ -72,3 +72,11 @@ $(STAMP211): pyproject.toml constraints-torch211.txt
 test-torch211: $(STAMP211)
 	$(if $(MISSING211),@echo "test-torch211: skipped (not in this checkout): $(MISSING211)")
 	$(PY211) -m pytest -q -m "not slow" -p no:cacheprovider $(wildcard $(TESTS211))
+
+# make zoo — coverage of the core and of Torch-Pruning on timm, ultralytics, smp,
+# diffusers and transformers models (random init, offline): ~26 min on 2 cores,
+# plus ~17 min when the cached timm picks (benchmarks/results) need recomputing.
+.PHONY: zoo
+zoo: venv
+	$(PIP) install -q -c constraints.txt -e ".[zoo]"
+	$(PY) benchmarks/third_party_zoo.py --timeout 120
