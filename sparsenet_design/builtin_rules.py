@@ -531,12 +531,35 @@ register_function_rule(operator.mul, _int_arith(operator.mul))
 
 
 def _matmul_rule(ctx: RuleContext) -> None:
-    a, b = ctx.arg(0), ctx.arg(1)
+    ctx.set_output(_product_info(ctx, ctx.arg(0), ctx.arg(1)))
+
+
+def _addmm_rule(ctx: RuleContext) -> None:
+    """``addmm(input, a, b)`` / ``baddbmm``: ``input + a @ b``, the sum broadcasting."""
+    bias, a, b = ctx.arg(0, "input"), ctx.arg(1), ctx.arg(2)
+    out = _product_info(ctx, a, b)
+    shape = ctx.shape(bias)
+    if out is None or shape is None:
+        ctx.pin(bias)
+        ctx.set_output(out)
+        return
+    nd = out.ndim
+    for k, size in enumerate(shape):
+        d = k + nd - len(shape)
+        if size > 1 and d >= 0:
+            if d in out.dims:
+                ctx.merge(out.dims[d], ctx.layout(bias, k), ctx.describe())
+            else:
+                ctx.pin(bias, f"{ctx.describe()} adds a tensor along a dimension without channels")
+    ctx.set_output(out)
+
+
+def _product_info(ctx: RuleContext, a, b) -> TensorInfo | None:
+    """The channels of ``a @ b``: the inner dimensions tie, the outer ones pass."""
     sa, sb, so = ctx.shape(a), ctx.shape(b), ctx.shape()
     if sa is None or sb is None or len(sa) < 2 or len(sb) < 2:
         ctx.pin(a); ctx.pin(b)
-        ctx.set_output(None)
-        return
+        return None
     ia, ib = ctx.channels(a), ctx.channels(b)
     if ia.dims.get(len(sa) - 1) or ib.dims.get(len(sb) - 2):
         ctx.merge(ctx.layout(a, -1), ctx.layout(b, -2), ctx.describe())
@@ -557,7 +580,7 @@ def _matmul_rule(ctx: RuleContext) -> None:
                     ctx.merge(out.dims[k + off], layout)
                 else:
                     out.dims[k + off] = layout
-    ctx.set_output(out)
+    return out
 
 
 register_function_rule(torch.matmul, _matmul_rule)
@@ -565,6 +588,10 @@ register_function_rule(operator.matmul, _matmul_rule)
 register_function_rule(torch.bmm, _matmul_rule)
 register_method_rule("matmul", _matmul_rule)
 register_method_rule("bmm", _matmul_rule)
+for _fn in (torch.addmm, torch.baddbmm):
+    register_function_rule(_fn, _addmm_rule)
+for _name in ("addmm", "baddbmm"):
+    register_method_rule(_name, _addmm_rule)
 
 
 # ---------------------------------------------------------------- the element-wise and structural tables

@@ -390,18 +390,27 @@ class _Builder:
         a functional call inside a traced-through ``forward``) follow the module's
         width attributes, as its layer kind declares."""
         ctx = RuleContext(self, None, None)
+        shared: dict[int, tuple[str, dict[int, Layout]]] = {}  # a tensor two modules hold: tied weights
         for rec in self.modules.values():
-            kind = layer_kind(self.module_at(rec.path), call=False)
+            module = self.module_at(rec.path)
+            kind = layer_kind(module, call=False)
             if kind is None:
                 continue
-            grouped = getattr(self.module_at(rec.path), "groups", 1) != 1
+            grouped = getattr(module, "groups", 1) != 1
             for name, spec in kind.tensor_dims().items():
-                param = self.params.get(f"{rec.path}.{name}" if rec.path else name)
-                if param is None:
-                    continue
-                for dim, (attr, per_group) in spec.items():
-                    if attr in rec.attrs and dim in param.dims and not (per_group and grouped):
-                        ctx.merge(param.dims[dim], rec.attrs[attr], f"{param.path} follows {rec.path}.{attr}")
+                layouts = {dim: rec.attrs[attr] for dim, (attr, per_group) in spec.items()
+                           if attr in rec.attrs and not (per_group and grouped)}
+                where = f"{rec.path}.{name}" if rec.path else name
+                tensor = getattr(module, name, None)
+                if isinstance(tensor, torch.Tensor):
+                    first = shared.setdefault(id(tensor), (where, layouts))
+                    for dim in first[1].keys() & layouts.keys():
+                        ctx.merge(first[1][dim], layouts[dim], f"{where} is the same tensor as {first[0]}")
+                param = self.params.get(where)
+                if param is not None:
+                    for dim, layout in layouts.items():
+                        if dim in param.dims:
+                            ctx.merge(param.dims[dim], layout, f"{param.path} follows {rec.path}")
 
     def _pin_user_modules(self) -> None:
         for path in self.pinned_modules:

@@ -18,6 +18,7 @@ import contextlib
 import dis
 import inspect
 import sys
+import threading
 from bisect import bisect_left
 from collections.abc import Callable
 
@@ -38,9 +39,27 @@ _ATOMS = frozenset({
 })
 
 
+_RECORDING = threading.local()  # .tracer: the LeanTracer recording on this thread, if any
+
+
 class _UnpackingProxy(Proxy):
     """fx's Proxy, whose ``a, b = proxy`` reads the caller's bytecode once per code
-    object instead of once per unpacking (fx disassembles the whole function each time)."""
+    object instead of once per unpacking (fx disassembles the whole function each time),
+    and whose torch functions go straight to the one tracer recording (fx searches
+    every argument with pytree for it, most of the cost of a ``torch._assert``)."""
+
+    @classmethod
+    def __torch_function__(cls, orig_method, types, args=None, kwargs=None):
+        tracer = getattr(_RECORDING, "tracer", None)
+        if tracer is None or isinstance(orig_method, (torch._C.ScriptMethod, torch._ops.HigherOrderOperator)):
+            return Proxy.__torch_function__.__func__(cls, orig_method, types, args, kwargs)
+        args = args if args else ()
+        kwargs = kwargs if kwargs else {}
+        if torch.overrides.is_tensor_method_or_property(orig_method):
+            return tracer.create_proxy("call_method", orig_method.__name__, args, kwargs)
+        return tracer.create_proxy(
+            "call_function", orig_method, args, kwargs, name=tracer.graph._target_to_str(orig_method.__name__)
+        )
 
     def __iter__(self):
         count = self.tracer.unpack_count(inspect.currentframe().f_back)
@@ -53,6 +72,7 @@ class _UnpackingProxy(Proxy):
 
 
 class _UnpackingAttribute(Attribute):
+    __torch_function__ = classmethod(_UnpackingProxy.__torch_function__.__func__)
     __iter__ = _UnpackingProxy.__iter__
     __getattr__ = _UnpackingProxy.__getattr__
 
@@ -95,13 +115,23 @@ def _append_node(graph: fx.Graph, op, target, args, kwargs, name, type_expr) -> 
     return node
 
 
-def _forward_inputs(forward, n_inputs: int) -> list[inspect.Parameter]:
+def _forward_inputs(forward, n_inputs: int) -> tuple[list[inspect.Parameter], dict]:
+    """The parameters the example inputs fill, and the keyword defaults of the others
+    (passed as the constants they are: ``attn_mask=None``, ``return_extras=False``)."""
     params = list(inspect.signature(forward).parameters.values())[1:]  # drop self
-    if inspect.unwrap(forward) is not forward or len(params) != n_inputs or any(
-        p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params
+    given, rest = params[:n_inputs], params[n_inputs:]
+    if inspect.unwrap(forward) is not forward or len(given) != n_inputs or any(
+        p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in given
     ):
         raise Unsupported("forward's arguments are not exactly the example inputs")
-    return params
+    defaults = {}
+    for p in rest:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty or isinstance(p.default, torch.Tensor):
+            raise Unsupported(f"forward's argument '{p.name}' has no example input")
+        defaults[p.name] = p.default
+    return given, defaults
 
 
 @contextlib.contextmanager
@@ -255,12 +285,13 @@ class LeanTracer(TracerBase):
         if isinstance(root, fx.GraphModule):
             raise Unsupported("a GraphModule root")
         forward = type(root).forward
-        params = _forward_inputs(forward, n_inputs)
+        params, defaults = _forward_inputs(forward, n_inputs)
         code = forward.__code__
         self.graph._co_fields = {
             "co_name": code.co_name, "co_filename": code.co_filename, "co_firstlineno": code.co_firstlineno,
         }
         previous = _set_fx_tracing(True)
+        _RECORDING.tracer = self
         try:
             # plain functions (not bound methods): they become methods of the model's classes
             def module_getattr(module, attr):
@@ -280,9 +311,10 @@ class LeanTracer(TracerBase):
                     )
                     for p in params
                 ]
-                out = forward(root, *inputs)
+                out = forward(root, *inputs, **defaults)
                 self.create_node("output", "output", (self.create_arg(out),), {}, type_expr=annotations.get("return"))
         finally:
+            _RECORDING.tracer = None
             _set_fx_tracing(previous)
         return self.graph
 

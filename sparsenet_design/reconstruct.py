@@ -198,12 +198,30 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True,
         new = own_copy(resize_tensor(source, entry["widths"]), source)
         memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
     compact = copy_module(model, memo)
+    _tie_again(model, compact)
     for key, entry in spec.attributes.items():
         path, _, attr = key.rpartition(".")
         owner = compact.get_submodule(path)
         new = entry["widths"]
         setattr(owner, attr, tuple(new) if isinstance(getattr(owner, attr), tuple) else new)
     return compact
+
+
+def _tie_again(model: nn.Module, compact: nn.Module) -> None:
+    """Parameters that several modules of ``model`` share (tied input and output
+    embeddings) are resized with each module; share them again in ``compact``."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    for tied in names.values():
+        if len(tied) < 2:
+            continue
+        owners = [compact.get_submodule(n.rpartition(".")[0]) for n in tied]
+        leaves = [n.rpartition(".")[2] for n in tied]
+        first = owners[0]._parameters[leaves[0]]
+        for owner, leaf in zip(owners[1:], leaves[1:]):
+            if owner._parameters[leaf] is not first and owner._parameters[leaf].shape == first.shape:
+                owner._parameters[leaf] = first
 
 
 def _submodule(model: nn.Module, modules: Mapping[str, nn.Module], path: str) -> nn.Module:

@@ -40,7 +40,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .fast_trace import _append_node
-from .shape_pass import eval_mode
+from .shape_pass import eval_mode, to_meta
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -186,7 +186,16 @@ class _Recorder(TorchFunctionMode):
         node = self.attr_nodes.get(name)
         if node is None:
             node = self.attr_nodes[name] = self.node("get_attr", name)
+            node.meta["value"] = self.meta(t)
         return node
+
+    def meta(self, value):
+        """``value``'s meta copy, made without recording (module hooks run while the mode is on)."""
+        self.opaque += 1
+        try:
+            return to_meta(value)
+        finally:
+            self.opaque -= 1
 
     def arg(self, value):
         """``value`` as a node argument: traced tensors become their nodes."""
@@ -207,7 +216,10 @@ class _Recorder(TorchFunctionMode):
         return value
 
     def bind(self, value, node: fx.Node) -> None:
-        """Make ``value`` (a tensor, or nested tuples/lists/dicts of them) the output of ``node``."""
+        """Make ``value`` (a tensor, or nested tuples/lists/dicts of them) the output of
+        ``node``, and record its shapes there (``node.meta["value"]``, as the shape pass
+        would)."""
+        node.meta["value"] = self.meta(value)
         if isinstance(value, torch.Tensor):
             if id(value) not in self.attr_names:  # a parameter stays its get_attr
                 self.nodes[id(value)] = (weakref.ref(value), node)
@@ -502,7 +514,9 @@ def run_trace(model: nn.Module, inputs: tuple, modules: dict[str, nn.Module],
         except Exception as exc:
             path, cls = getattr(exc, "__sdesign_module__", (None, None))
             raise ForwardFailed(exc, path, cls, tracer_fault=_runs_untraced(model, inputs)) from exc
-    recorder.node("output", "output", (recorder.output_arg(out),))
+    result = recorder.output_arg(out)
+    output = recorder.node("output", "output", (result,))
+    output.meta["value"] = to_meta(fx.node.map_arg(result, lambda n: n.meta.get("value")))
     return recorder.graph
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
+from torch.fx.proxy import TraceError as FxTraceError
 from torch import nn
 
 from .errors import TraceError
@@ -168,13 +169,16 @@ def _defaults_beyond(model: nn.Module, inputs: tuple) -> dict:
 
 def _symbolic(model: nn.Module, inputs: tuple, leaves: tuple[type, ...],
               modules: dict[str, nn.Module]) -> tuple[fx.Graph, str]:
-    """The graph of the lean tracer, else of fx, and which one made it."""
+    """The graph of the lean tracer, else of fx, and which one made it. Code that
+    symbolic tracing cannot follow (fx's own ``TraceError`` from its proxies: a branch
+    or a loop on a traced value) fails the same way under both, so fx is not tried."""
+    try:
+        return lean_trace(model, len(inputs), modules, lambda m: _is_leaf(m, leaves)), "lean"
+    except FxTraceError:
+        raise
+    except Exception:
+        pass  # what the lean tracer leaves to fx (Unsupported), or fx handles better (math on sizes)
     concrete_args = _defaults_beyond(model, inputs)
-    if not concrete_args:
-        try:
-            return lean_trace(model, len(inputs), modules, lambda m: _is_leaf(m, leaves)), "lean"
-        except Exception:
-            pass  # fx traces what the lean tracer leaves to it, and reports its own errors
     return _LeafAwareTracer(leaves).trace(model, concrete_args=concrete_args or None), "fx"
 
 
@@ -275,8 +279,9 @@ def trace(
         graph = run_trace(model, inputs, modules, lambda m: _is_leaf(m, leaves))
     except ForwardFailed as failure:
         raise _run_failed(model, failure) from failure.cause
-    try:
-        record_shapes(graph, model, inputs, modules)
-    except Exception as exc:
-        raise _replay_failed(model, exc) from exc
+    if not all("value" in node.meta for node in graph.nodes):  # the run recorded every shape as it went
+        try:
+            record_shapes(graph, model, inputs, modules)
+        except Exception as exc:
+            raise _replay_failed(model, exc) from exc
     return TracedModel(model, graph, "run", _run_notes(graph, fallback), modules)

@@ -1,6 +1,8 @@
 """The lean tracer makes exactly the graph fx's tracer makes, or leaves the model to fx."""
 from __future__ import annotations
 
+import operator
+
 import math
 import re
 import sys
@@ -167,7 +169,15 @@ class OwnGetattr(OneConv):
         return self.conv(x)
 
 
-@pytest.mark.parametrize("model", [KeywordOnly(), MadeConstant(), CallsAStranger(), OwnGetattr()],
+def test_keyword_defaults_beyond_the_inputs_are_constants():
+    model = KeywordOnly()
+    graph = lean_trace(model, 1, dict(model.named_modules()), _is_leaf)
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    muls = [n for n in graph.nodes if n.op == "call_function" and n.target is operator.mul]
+    assert [n.target for n in placeholders] == ["x"] and muls and muls[0].args[1] == 2.0
+
+
+@pytest.mark.parametrize("model", [MadeConstant(), CallsAStranger(), OwnGetattr()],
                          ids=lambda m: type(m).__name__)
 def test_leaves_unusual_models_to_fx(model):
     call, getattr_ = nn.Module.__call__, nn.Module.__getattr__
@@ -210,7 +220,7 @@ def test_a_module_of_another_class_runs_as_plain_python():
     )
 
 
-@pytest.mark.parametrize("model", [KeywordOnly(), MadeConstant(), MathOnSizes()], ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("model", [MadeConstant(), MathOnSizes()], ids=lambda m: type(m).__name__)
 def test_trace_falls_back_to_fx_and_still_designs(model):
     x = torch.randn(1, 3, 8, 8)
     traced = trace(model, (x,))

@@ -184,3 +184,55 @@ def test_sdesign_kinds_lists_the_table_with_what_each_kind_provides():
     assert result.exit_code == 0, result.output
     for name in ("Conv", "BatchNorm", "functional conv", "test mixer"):
         assert name in result.output
+
+
+class _TiedLM(nn.Module):
+    """Input and output embeddings share one matrix (GPT-2, BERT's MLM head)."""
+
+    def __init__(self, vocab=50, dim=32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mix = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.mix(self.embed(ids))))
+
+
+def test_tied_weights_keep_one_width_and_stay_tied():
+    model, ids = _TiedLM(), torch.randint(0, 50, (2, 7))
+    compact, _ = reconstruct(model, (ids,), densities={"mix": 0.25, "head": 1.0})
+    assert compact.head.weight is compact.embed.weight
+    assert compact.embed.embedding_dim == compact.head.in_features == compact.mix.in_features < 32
+    assert compact(ids).shape == (2, 7, 50)
+
+
+def _conv1d_class():
+    """A class spelled as transformers' ``Conv1D`` (weight stored (in, out)), without transformers."""
+
+    class Conv1D(nn.Module):
+        def __init__(self, nf, nx):
+            super().__init__()
+            self.nf, self.nx = nf, nx
+            self.weight = nn.Parameter(torch.randn(nx, nf) * 0.02)
+            self.bias = nn.Parameter(torch.zeros(nf))
+
+        def forward(self, x):
+            size_out = x.size()[:-1] + (self.nf,)
+            return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
+
+    Conv1D.__module__, Conv1D.__qualname__ = "transformers.pytorch_utils", "Conv1D"
+    return Conv1D
+
+
+def test_a_kind_named_by_dotted_path_covers_transformers_conv1d():
+    Conv1D = _conv1d_class()
+    model = nn.Sequential(Conv1D(48, 16), nn.GELU(), Conv1D(16, 48))
+    kind = layer_kind(model[0])
+    assert kind is not None and kind.name == "TransposedLinear" and is_prunable(model[0])
+    x = torch.randn(2, 5, 16)
+    compact, spec = reconstruct(model, (x,), densities={"0": 0.25, "2": 0.25})
+    assert (compact[0].nf, compact[0].weight.shape, compact[2].weight.shape) == (24, (16, 24), (24, 16))
+    assert compact[0].weight.std() < 0.1 and torch.all(compact[0].bias == 0)  # initialised as the class does
+    assert compact(x).shape == (2, 5, 16)

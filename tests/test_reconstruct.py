@@ -250,7 +250,7 @@ def test_keyword_defaults_trace_as_constants():
 
     model = Extras()
     t = trace(model, (torch.randn(1, 3, 4, 4),))
-    assert t.method == "fx"  # fx takes the defaults as constants
+    assert t.method == "lean"  # the defaults are traced as the constants they are
     compact, _ = reconstruct(model, (torch.randn(1, 3, 4, 4),), densities=uniform(model, 0.25))
     assert compact.a.out_channels == 4
 

@@ -144,11 +144,15 @@ class LayerKind(_Kind):
         return bool(self.tensors) or "resize" in self.__dict__ or type(self).resize is not LayerKind.resize
 
     def tensor_dims(self) -> dict[str, dict[int, tuple[str, bool]]]:
-        """``tensors`` with every entry as ``(attribute, divided by groups)``."""
-        return {
-            name: {d: (v, False) if isinstance(v, str) else tuple(v) for d, v in spec.items()}
-            for name, spec in self.tensors.items()
-        }
+        """``tensors`` with every entry as ``(attribute, divided by groups)`` (do not modify)."""
+        cached = self.__dict__.get("_tensor_dims")
+        if cached is None or cached[0] is not self.tensors:
+            dims = {
+                name: {d: (v, False) if isinstance(v, str) else tuple(v) for d, v in spec.items()}
+                for name, spec in self.tensors.items()
+            }
+            cached = self.__dict__["_tensor_dims"] = (self.tensors, dims)
+        return cached[1]
 
     def resize(
         self,
@@ -168,7 +172,7 @@ class LayerKind(_Kind):
             )
         new = shallow_clone(module)
         set_widths(new, widths)
-        fresh = fresh and hasattr(new, "reset_parameters")
+        fresh = fresh and self.can_reset(new)
         start_empty = fresh and self.fresh_init_writes_all(module)
         groups = getattr(new, "groups", 1)
         for name, spec in dims.items():
@@ -207,6 +211,12 @@ class LayerKind(_Kind):
     def reset(self, module: nn.Module) -> None:
         """Fresh initialisation of a resized copy (``reset_parameters`` by default)."""
         module.reset_parameters()
+
+    def can_reset(self, module: nn.Module) -> bool:
+        """Whether :meth:`reset` can initialise ``module`` (else a resized copy keeps
+        the kept channels' values)."""
+        own = "reset" in self.__dict__ or type(self).reset is not LayerKind.reset
+        return own or hasattr(module, "reset_parameters")
 
 
 class OpKind(_Kind):

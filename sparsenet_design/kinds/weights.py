@@ -154,11 +154,14 @@ class ConvTranspose(_StockInit, LayerKind):
         return (*x.shape[:c], channels, *out)
 
 
-def linear_channels(ctx: RuleContext, module: nn.Module, x, weight_owner: str | None = None) -> TensorInfo:
-    """The channel coupling of a linear layer on the last dimension of ``x``."""
+def linear_channels(ctx: RuleContext, module: nn.Module, x, weight_owner: str | None = None,
+                    attrs: tuple[str, str] = ("in_features", "out_features")) -> TensorInfo:
+    """The channel coupling of a linear layer on the last dimension of ``x``; ``attrs``
+    name its input and output width attributes."""
+    in_attr, out_attr = attrs
     lin = ctx.layout(x, -1)
-    lout = ctx.new_group(module.out_features, f"{weight_owner or ctx.path}.out_features")
-    ctx.record_module({"in_features": lin, "out_features": lout}, [("in", lin), ("out", lout)], path=weight_owner)
+    lout = ctx.new_group(getattr(module, out_attr), f"{weight_owner or ctx.path}.{out_attr}")
+    ctx.record_module({in_attr: lin, out_attr: lout}, [("in", lin), ("out", lout)], path=weight_owner)
     info = copy_info(ctx.channels(x))
     info.dims[info.ndim - 1] = lout
     info.blocks.pop(info.ndim - 1, None)
