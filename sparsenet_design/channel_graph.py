@@ -258,6 +258,9 @@ class RuleContext:
         one-int tuple, like ``normalized_shape``) of the module that runs the code
         (``self.head_dim``), record that the attribute must follow ``layout``'s width
         and return True."""
+        size = value if isinstance(value, int) else value[0]
+        if sum(self.table.width0(seg) for seg in layout) != size:
+            return False  # the layout does not measure this size: nothing to follow
         path = self.owner_path()
         try:
             owner = self._b.traced.model.get_submodule(path)
@@ -339,26 +342,35 @@ class _Builder:
         if not isinstance(value, torch.Tensor) or value.dim() == 0:
             self.info[node] = None
             return
-        state = self._is_model_state(str(node.target))
-        why = None if state else f"{node.target} is a tensor made by forward code, not a parameter or buffer"
+        state = self._state_kind(str(node.target))
+        why = {
+            "constant": f"{node.target} is a tensor made by forward code, not a parameter or buffer",
+            "derived": f"{node.target} is a non-persistent buffer (data derived from sizes, not weights)",
+        }.get(state)
         dims = {
             d: (Segment(self.table.new(size, f"{node.target}[dim {d}]", pinned=why)),)
             for d, size in enumerate(value.shape)
             if size > 1
         }
-        if state:
+        if state == "state":
             self.params[str(node.target)] = ParamRecord(str(node.target), tuple(value.shape), dims)
         self.info[node] = TensorInfo(value.dim(), dict(dims))
 
-    def _is_model_state(self, target: str) -> bool:
-        """Whether ``target`` is a registered parameter or buffer (fx also stores tensor
-        constants made in ``forward`` on the model, as plain attributes)."""
+    def _state_kind(self, target: str) -> str:
+        """"state" for a parameter or persistent buffer, whose widths may follow the
+        channels; "derived" for a non-persistent buffer (position indices, masks: the
+        model computes it, often in forward, from sizes); "constant" for anything else
+        (fx stores tensor constants made in ``forward`` on the model as attributes)."""
         path, _, name = target.rpartition(".")
         try:
             module = self.module_at(path)
         except AttributeError:
-            return False
-        return name in module._parameters or name in module._buffers
+            return "constant"
+        if name in module._parameters:
+            return "state"
+        if name in module._buffers:
+            return "derived" if name in module._non_persistent_buffers_set else "state"
+        return "constant"
 
     def _apply_rule(self, node: fx.Node, module: nn.Module | None) -> None:
         if node.op == "call_module":

@@ -187,16 +187,25 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True,
     # the resized layers and tensors go straight into the copy (deepcopy's memo), so
     # the layers being replaced are never copied
     memo: dict[int, object] = {}
+    resized: dict[str, nn.Module] = {}
     for path, entry in spec.modules.items():
         if entry["widths"] != entry["original"]:
             module = _submodule(model, modules, path)
-            memo[id(module)] = resize_module(module, entry["widths"], (indices or {}).get(path), fresh)
+            memo[id(module)] = resized[path] = resize_module(module, entry["widths"], (indices or {}).get(path), fresh)
     for path, entry in spec.params.items():
         parent_path, _, name = path.rpartition(".")
-        old = getattr(_submodule(model, modules, parent_path), name)
+        parent = _submodule(model, modules, parent_path)
+        old = getattr(parent, name)
         source = old.detach()
         new = own_copy(resize_tensor(source, entry["widths"]), source)
-        memo[id(old)] = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
+        new = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else new
+        owner = resized.get(parent_path)
+        if owner is None:
+            memo[id(old)] = new
+        elif not _resized_by_kind(parent, name):
+            # a tensor its layer kind does not know (a weight-standardised conv's gain):
+            # the resized copy holds a clone of the old one, replace it
+            (owner._parameters if name in owner._parameters else owner._buffers)[name] = new
     compact = copy_module(model, memo)
     _tie_again(model, compact)
     for key, entry in spec.attributes.items():
@@ -205,6 +214,11 @@ def _build(model: nn.Module, spec: DesignSpec, indices=None, fresh: bool = True,
         new = entry["widths"]
         setattr(owner, attr, tuple(new) if isinstance(getattr(owner, attr), tuple) else new)
     return compact
+
+
+def _resized_by_kind(module: nn.Module, name: str) -> bool:
+    kind = layer_kind(module, call=False)
+    return kind is not None and name in kind.tensor_dims()
 
 
 def _tie_again(model: nn.Module, compact: nn.Module) -> None:

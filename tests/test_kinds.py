@@ -236,3 +236,51 @@ def test_a_kind_named_by_dotted_path_covers_transformers_conv1d():
     assert (compact[0].nf, compact[0].weight.shape, compact[2].weight.shape) == (24, (16, 24), (24, 16))
     assert compact[0].weight.std() < 0.1 and torch.all(compact[0].bias == 0)  # initialised as the class does
     assert compact(x).shape == (2, 5, 16)
+
+
+class _ScaledStdConv(nn.Conv2d):
+    """timm's ScaledStdConv2d: a per-output-channel gain the Conv kind does not know."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
+
+    def forward(self, x):
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                         weight=self.gain.view(-1), training=True, momentum=0.0, eps=1e-6).reshape_as(self.weight)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_a_tensor_the_kind_does_not_know_is_resized_with_its_module():
+    model = nn.Sequential(_ScaledStdConv(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 1))
+    x = torch.randn(1, 3, 8, 8)
+    compact, _ = reconstruct(model, (x,), densities={"0": 0.25, "2": 1.0})
+    assert compact[0].out_channels == 8 and compact[0].gain.shape == (8, 1, 1, 1)
+    assert compact(x).shape == (1, 4, 8, 8)
+
+
+class _RelativePositions(nn.Module):
+    """ConViT-style: a non-persistent buffer the forward fills from the token count."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+        self.pos = nn.Linear(3, dim)
+        self.out = nn.Linear(dim, 4)
+        self.register_buffer("rel", torch.zeros(1, 1, 3), persistent=False)
+
+    def forward(self, x):
+        if self.rel.shape[1] != x.shape[1]:
+            self.rel = torch.rand(1, x.shape[1], 3)
+        return self.out(self.proj(x) + self.pos(self.rel))
+
+
+def test_non_persistent_buffers_are_data_not_weights():
+    model, x = _RelativePositions(), torch.randn(1, 5, 16)
+    model(x)  # the buffer now has the run's shape
+    compact, spec = reconstruct(model, (x,), densities={"proj": 0.25, "pos": 0.25, "out": 1.0})
+    assert "rel" not in spec.params and compact.pos.in_features == 3
+    assert compact.proj.out_features == compact.pos.out_features < 16
+    from sparsenet_design import apply_spec
+
+    assert apply_spec(_RelativePositions(), spec)(x).shape == (1, 5, 4)
