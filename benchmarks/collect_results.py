@@ -6,7 +6,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = [
-    "core_coverage", "core_vs_torch_pruning", "tracing", "core_fuzz", "obproxsg", "pipeline",
+    "core_coverage", "third_party_coverage", "core_vs_torch_pruning", "tracing", "tracer_choice", "core_fuzz",
+    "obproxsg", "pipeline",
     "examples", "distributed", "adacof", "adacof_quality",
 ]
 
