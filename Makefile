@@ -46,7 +46,7 @@ STAMP211 := $(VENV211)/.installed
 # The test files it runs; the ones not in this checkout are skipped.
 TESTS211 := tests/test_fast_trace.py tests/test_reconstruct.py tests/test_channel_rules.py \
 	tests/test_shape_rules.py tests/test_resize.py tests/test_random_dags.py tests/test_zoo.py \
-	tests/test_run_trace.py tests/test_any_model.py
+	tests/test_run_trace.py tests/test_any_model.py tests/test_kinds.py tests/test_errors.py
 MISSING211 = $(filter-out $(wildcard $(TESTS211)),$(TESTS211))
 # Prints the requirements of torch, torchvision and the project, less torch and
 # torchvision themselves, the CUDA tree and the extras.
