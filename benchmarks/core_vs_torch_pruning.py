@@ -14,7 +14,7 @@ worker process, one thread each, back to back:
   into fresh memory, which any fresh-init rebuild pays;
 - Torch-Pruning: ``tp.DependencyGraph().build_dependency(model, example_inputs=x)``
   (graph building only; no widths, no rebuild);
-- tracers: ``torch.fx.symbolic_trace``, the core's ``sparsenet_design.trace.trace``
+- tracers: ``torch.fx.symbolic_trace``, the core's ``sparsenet_design.tracing.trace.trace``
   (symbolic, a recorded run as the fallback, shape pass), non-strict ``torch.export.export``.
 
 Median of ``--repeats`` runs (export: ``--export-repeats``). Torch-Pruning is a
@@ -77,8 +77,8 @@ def measure(job: tuple[str, str, int, int]) -> dict:
     from rebuild_check import random_densities
     from zoo_coverage import build, example_input
 
-    from sparsenet_design.reconstruct import design_spec, reconstruct
-    from sparsenet_design.trace import trace
+    from sparsenet_design.rebuild.reconstruct import design_spec, reconstruct
+    from sparsenet_design.tracing.trace import trace
 
     warnings.filterwarnings("ignore")
     family, name, repeats, export_repeats = job

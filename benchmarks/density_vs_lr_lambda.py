@@ -21,8 +21,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from sparsenet_design.optim import OBProxSG, epochs_to_steps, l1_param_groups
-from sparsenet_design.plots import plot_density_curves, plot_layer_density, plot_metric_vs_density
-from sparsenet_design.tracking import DensityTracker
+from sparsenet_design.report.plots import plot_density_curves, plot_layer_density, plot_metric_vs_density
+from sparsenet_design.training.tracking import DensityTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [  # (lr, λ): three with lr·λ = 1e-4, two with 1e-5, one with 1e-3

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sparsenet_design.layers import prunable_layers
-from sparsenet_design.reconstruct import apply_spec, reconstruct
-from sparsenet_design.spec import DesignSpec
+from sparsenet_design.kinds.prunable import prunable_layers
+from sparsenet_design.rebuild.reconstruct import apply_spec, reconstruct
+from sparsenet_design.design.spec import DesignSpec
 
 
 class RebuildCheckError(AssertionError):

@@ -94,7 +94,7 @@ def _shape_text(inputs: tuple) -> str:
 def _our_checks(row: _Row, example, expected, densities) -> None:
     from rebuild_check import RebuildCheckError, check_rebuild
 
-    from sparsenet_design.trace import trace
+    from sparsenet_design.tracing.trace import trace
 
     row.stage("trace")
     start = time.perf_counter()
@@ -198,7 +198,7 @@ def _analysis_timing(row: _Row, example, densities, repeats: int) -> None:
     """``design_spec`` against ``build_dependency``, in turns, after one warm-up each."""
     from core_vs_torch_pruning import _timed_together
 
-    from sparsenet_design.reconstruct import design_spec
+    from sparsenet_design.rebuild.reconstruct import design_spec
 
     row.stage("timing")
     contenders = {}

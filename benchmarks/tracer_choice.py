@@ -159,9 +159,9 @@ def _error(exc: BaseException) -> str:
 
 
 def measure(family: str, name: str, build, inputs) -> dict:
-    from sparsenet_design.run_trace import run_trace
-    from sparsenet_design.shape_pass import record_shapes
-    from sparsenet_design.trace import _is_leaf, trace
+    from sparsenet_design.tracing.run import run_trace
+    from sparsenet_design.tracing.shapes import record_shapes
+    from sparsenet_design.tracing.trace import _is_leaf, trace
 
     row: dict = {"family": family, "name": name}
     model: nn.Module = build().eval()
@@ -205,8 +205,8 @@ def measure(family: str, name: str, build, inputs) -> dict:
 
 def _warm_up() -> None:
     """First calls pay one-time costs (imports, caches) that no model should be charged."""
-    from sparsenet_design.run_trace import run_trace
-    from sparsenet_design.trace import _is_leaf
+    from sparsenet_design.tracing.run import run_trace
+    from sparsenet_design.tracing.trace import _is_leaf
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
     x = torch.randn(1, 3, 8, 8)

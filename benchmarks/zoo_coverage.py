@@ -77,7 +77,7 @@ def build(family: str, name: str) -> nn.Module:
 
 
 def _runs_on(model: nn.Module, x: torch.Tensor) -> bool:
-    from sparsenet_design.trace import meta_copy
+    from sparsenet_design.tracing.trace import meta_copy
 
     try:
         with torch.no_grad():
@@ -109,7 +109,7 @@ def check_model(job: tuple[str, str, int]) -> dict:
     from rebuild_check import RebuildCheckError, check_rebuild, output_shapes, param_count, random_densities
 
     from sparsenet_design.errors import TraceError
-    from sparsenet_design.trace import trace
+    from sparsenet_design.tracing.trace import trace
 
     family, name, seed = job
     row: dict = {"family": family, "name": name, "traced": False, "results": {}}

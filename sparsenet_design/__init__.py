@@ -3,10 +3,10 @@
 Sparsify any ``nn.Module`` with OBProx-SG, measure how dense every layer became,
 and rebuild a compact dense model whose widths follow that density (the √d rule).
 """
-from .density import DensityReport, density_report
+from .design.density import DensityReport, density_report
 from .errors import SdesignError
-from .reconstruct import apply_spec, design_spec, reconstruct
-from .spec import DesignSpec
+from .rebuild.reconstruct import apply_spec, design_spec, reconstruct
+from .design.spec import DesignSpec
 
 __version__ = "0.1.0"
 

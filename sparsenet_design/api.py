@@ -19,9 +19,9 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from .density import DensityReport, density_report
-from .distributed import is_main_process
-from .training import Trainer, TrainResult, steps_per_epoch
+from .design.density import DensityReport, density_report
+from .training.distributed import is_main_process
+from .training.trainer import Trainer, TrainResult, steps_per_epoch
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -75,7 +75,7 @@ def sparsify(
     checkpointed each epoch (and every ``checkpoint_every_steps`` optimizer
     steps), and ``resume=True`` continues it exactly.
     """
-    from .runs import RunFolder
+    from .training.runs import RunFolder
 
     n_p = default_n_p(epochs) if n_p is None else n_p
     per_epoch = steps_per_epoch(data, accumulation)
@@ -83,7 +83,7 @@ def sparsify(
     run = RunFolder(Path(run_dir)) if run_dir is not None else None
     callbacks = []
     if run is not None:
-        from .tracking import DensityTracker
+        from .training.tracking import DensityTracker
 
         tracker = DensityTracker(model, run.density_log, every_n_steps=every_n_steps)
         if not resume and is_main_process():  # under torchrun, rank 0 writes the logs
@@ -130,7 +130,7 @@ def train(
 ) -> TrainResult:
     """Plain training (e.g. of the compact model). ``make_optimizer(params)``
     returns an optimizer or ``(optimizer, scheduler)``; default Adam(lr=1e-3)."""
-    from .runs import RunFolder
+    from .training.runs import RunFolder
 
     made = (make_optimizer or default_optimizer)(model.parameters())
     optimizer, scheduler = made if isinstance(made, tuple) else (made, None)
@@ -150,8 +150,8 @@ def check_traceable(model: nn.Module, example_inputs: Sequence, leaf_modules: Se
     """Trace ``model`` on ``example_inputs`` (which runs it on them) before any
     training, so that inputs that do not fit, or code no tracer can follow, fail
     now with a :class:`~sparsenet_design.errors.TraceError` instead of after the
-    sparsification epochs. Returns the :class:`~sparsenet_design.trace.TracedModel`."""
-    from .trace import trace
+    sparsification epochs. Returns the :class:`~sparsenet_design.tracing.trace.TracedModel`."""
+    from .tracing.trace import trace
 
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
     inputs = tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in example_inputs)
@@ -198,7 +198,7 @@ def compress(
     arguments of one ``forward`` call, used to trace the model. The model is traced
     first, so inputs that do not fit fail before any training.
     """
-    from .reconstruct import reconstruct
+    from .rebuild.reconstruct import reconstruct
 
     check_traceable(model, example_inputs, leaf_modules)
     sparse = copy.deepcopy(model)

@@ -29,14 +29,14 @@ from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
-from . import distributed
-from .checkpoint import atomic_write_json, load_checkpoint, load_weights, save_weights
-from .distributed import on_main
-from .density import density_report
+from .training import distributed
+from .training.checkpoint import atomic_write_json, load_checkpoint, load_weights, save_weights
+from .training.distributed import on_main
+from .design.density import density_report
 from .errors import SdesignError
 from .modelfile import ModelFile, load_model_file
-from .runs import RunFolder, prepare_run, read_jsonl
-from .summary import ModelSummary, comparison_table, count_params, summarize
+from .training.runs import RunFolder, prepare_run, read_jsonl
+from .report.summary import ModelSummary, comparison_table, count_params, summarize
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -59,8 +59,8 @@ def _seeded_model(mf: ModelFile, seed: int) -> nn.Module:
 def _apply_specs(model: nn.Module, spec_paths: Sequence[str | Path]) -> nn.Module:
     if not spec_paths:
         return model
-    from .reconstruct import apply_spec
-    from .spec import DesignSpec
+    from .rebuild.reconstruct import apply_spec
+    from .design.spec import DesignSpec
 
     for path in spec_paths:
         path = Path(path)
@@ -199,7 +199,7 @@ def _run_model_file(run: RunFolder) -> ModelFile:
 
 def _sparse_weights_of(run: RunFolder) -> tuple[dict, str]:
     if run.sparse_weights.is_file():
-        from .checkpoint import read_weights
+        from .training.checkpoint import read_weights
 
         return read_weights(run.sparse_weights), "final"
     if run.checkpoint.is_file():
@@ -339,7 +339,7 @@ def prune(model_file, out_dir, nproc=None, **kwargs):
 # ---- report ---------------------------------------------------------------------
 
 def _proposals(model: nn.Module, mf: ModelFile) -> dict[str, Any]:
-    from .reconstruct import reconstruct
+    from .rebuild.reconstruct import reconstruct
 
     found: dict[str, Any] = {}
     for strategy in ("min", "max"):
@@ -350,7 +350,7 @@ def _proposals(model: nn.Module, mf: ModelFile) -> dict[str, Any]:
 
 
 def _make_plots(run: RunFolder, report, mf: ModelFile) -> list[Path]:
-    from . import plots
+    from .report import plots
 
     made: list[Path] = []
 
@@ -383,7 +383,7 @@ def _tracing_summary(spec) -> dict[str, Any]:
 
 
 def describe_tracer(method: str | None) -> str:
-    from .trace import describe_tracer as describe
+    from .tracing.trace import describe_tracer as describe
 
     return describe(method)
 
@@ -455,7 +455,7 @@ def report(run_dir, plots, html, design_dir):
     """Per-layer density of a prune run, proposed widths under -min and -max, and plots."""
     run_report(run_dir, plots=plots)
     if html:
-        from .html_report import write_html_report
+        from .report.html import write_html_report
 
         path = write_html_report(run_dir, design_dir=design_dir)
         click.echo(f"html report → {path}")
@@ -482,7 +482,7 @@ def kinds(show_all):
 
 def run_reconstruct(run_dir: Path, out_dir: Path, strategy: str = "min", inherit: bool = False,
                     latency: bool = True, prior_specs: Sequence[Path] = ()) -> tuple[nn.Module, Any]:
-    from .reconstruct import reconstruct
+    from .rebuild.reconstruct import reconstruct
 
     run = RunFolder(run_dir)
     mf = _run_model_file(run)

@@ -6,8 +6,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sparsenet_design.api import CompressResult, compress, sparsify
-from sparsenet_design.density import density_report
-from sparsenet_design.reconstruct import apply_spec
+from sparsenet_design.design.density import density_report
+from sparsenet_design.rebuild.reconstruct import apply_spec
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsenet_design.reconstruct import reconstruct
-from sparsenet_design.layers import prunable_layers
+from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design.kinds.prunable import prunable_layers
 
 
 def uniform(model, d):

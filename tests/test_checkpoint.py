@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet_design.checkpoint import (
+from sparsenet_design.training.checkpoint import (
     atomic_write_bytes, load_checkpoint, load_weights, read_weights, save_checkpoint, save_weights,
 )
 from sparsenet_design.errors import CheckpointError

@@ -66,7 +66,7 @@ def sparsify_run(run_dir=None, resume=False, checkpoint_every=None, model=None):
 
 def _worker(out: str, run_dir: str, resume: str, checkpoint_every: str) -> None:
     torch.set_num_threads(1)
-    from sparsenet_design import distributed
+    from sparsenet_design.training import distributed
     from sparsenet_design.errors import TrainingError
 
     nan_rank = os.environ.get("TEST_NAN_ON_RANK")
@@ -172,7 +172,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two, single)
 
 
 def test_rank_zero_alone_writes_logs_and_checkpoint(two, single):
-    from sparsenet_design.checkpoint import load_checkpoint
+    from sparsenet_design.training.checkpoint import load_checkpoint
 
     run = two / "run"
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -190,7 +190,7 @@ def test_rank_zero_alone_writes_logs_and_checkpoint(two, single):
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
     """A two-process run that dies (os._exit, like kill -9) at step 11 of 21."""
-    from sparsenet_design.checkpoint import load_checkpoint
+    from sparsenet_design.training.checkpoint import load_checkpoint
 
     base = tmp_path_factory.mktemp("killed")
     codes, outputs = launch(base / "out", base / "run", checkpoint_every=2,
@@ -204,7 +204,7 @@ def killed(tmp_path_factory):
 
 @pytest.mark.slow
 def test_interrupted_two_process_run_resumes_on_one_process(killed, single, tmp_path):
-    from sparsenet_design.checkpoint import load_checkpoint
+    from sparsenet_design.training.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(killed, run)
@@ -237,7 +237,7 @@ def test_cli_nproc_run_killed_then_resumed_on_one_process(tmp_path):
     ``--resume`` on one process finishes it with the weights of a one-process run."""
     from click.testing import CliRunner
 
-    from sparsenet_design.checkpoint import load_checkpoint, read_weights
+    from sparsenet_design.training.checkpoint import load_checkpoint, read_weights
     from sparsenet_design.cli import main
 
     tiny = ROOT / "examples" / "tiny_mlp.py"
@@ -270,7 +270,7 @@ def test_cli_nproc_run_killed_then_resumed_on_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_nan_on_one_rank_stops_every_rank_with_the_last_good_checkpoint(tmp_path):
-    from sparsenet_design.checkpoint import load_checkpoint
+    from sparsenet_design.training.checkpoint import load_checkpoint
 
     codes, outputs = launch(tmp_path / "out", tmp_path / "run", env_extra={"TEST_NAN_ON_RANK": "1"})
     assert codes == [3, 3], "\n".join(outputs)  # both stop with a TrainingError, neither hangs
@@ -284,14 +284,14 @@ def test_nan_on_one_rank_stops_every_rank_with_the_last_good_checkpoint(tmp_path
 # ---- data sharding, no processes needed ------------------------------------------------
 
 def _epoch_batches(data, epoch=1):
-    from sparsenet_design.training import seed_epoch
+    from sparsenet_design.training.trainer import seed_epoch
 
     seed_epoch(data, 5, epoch)
     return list(data)
 
 
 def test_sharded_loader_splits_each_global_batch_of_the_one_process_order():
-    from sparsenet_design.distributed import ShardedLoader
+    from sparsenet_design.training.distributed import ShardedLoader
 
     loader = DataLoader(TensorDataset(torch.arange(23.0)), batch_size=6, shuffle=True)
     whole = [b[0] for b in _epoch_batches(loader)]
@@ -307,7 +307,7 @@ def test_sharded_loader_splits_each_global_batch_of_the_one_process_order():
 
 
 def test_empty_share_of_a_tiny_batch_gets_weight_zero():
-    from sparsenet_design.distributed import ShardedLoader, SplitBatches
+    from sparsenet_design.training.distributed import ShardedLoader, SplitBatches
 
     loader = DataLoader(TensorDataset(torch.arange(5.0)), batch_size=4)  # last batch: 1 sample
     last = ShardedLoader(loader, 1, 2)
@@ -319,7 +319,7 @@ def test_empty_share_of_a_tiny_batch_gets_weight_zero():
 
 
 def test_split_batches_slices_nested_batches():
-    from sparsenet_design.distributed import SplitBatches
+    from sparsenet_design.training.distributed import SplitBatches
 
     data = [{"x": torch.arange(6.0).view(3, 2), "y": (torch.arange(3), "tag")}]
     (part,) = list(SplitBatches(data, 0, 2))
@@ -330,7 +330,7 @@ def test_split_batches_slices_nested_batches():
 
 
 def test_one_process_is_untouched():
-    from sparsenet_design import distributed
+    from sparsenet_design.training import distributed
 
     data = make_data()
     assert distributed.shard(data) is data

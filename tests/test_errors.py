@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sparsenet_design.checkpoint import load_checkpoint, save_weights
+from sparsenet_design.training.checkpoint import load_checkpoint, save_weights
 from sparsenet_design.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -135,7 +135,7 @@ def test_bad_option_is_a_usage_error(tmp_path):
 
 def test_spec_for_another_model(tmp_path):
     from sparsenet_design.modelfile import load_model_file
-    from sparsenet_design.reconstruct import reconstruct
+    from sparsenet_design.rebuild.reconstruct import reconstruct
 
     other = write(tmp_path, TINY.read_text().replace(
         "nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)",

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from sparsenet_design import reconstruct
-from sparsenet_design.layers import prunable_layers
+from sparsenet_design.kinds.prunable import prunable_layers
 from sparsenet_design.modelfile import load_model_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from torch import nn
 
 from sparsenet_design.errors import TraceError
-from sparsenet_design.fast_trace import Unsupported, lean_trace
-from sparsenet_design.reconstruct import design_spec
-from sparsenet_design.trace import _is_leaf, _LeafAwareTracer, trace
+from sparsenet_design.tracing.lean import Unsupported, lean_trace
+from sparsenet_design.rebuild.reconstruct import design_spec
+from sparsenet_design.tracing.trace import _is_leaf, _LeafAwareTracer, trace
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "benchmarks") not in sys.path:

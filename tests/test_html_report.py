@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sparsenet_design.errors import SdesignError
-from sparsenet_design.html_report import main, render_html, width_changes, write_html_report
+from sparsenet_design.report.html import main, render_html, width_changes, write_html_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,8 +62,8 @@ def _parse(page: str) -> _Page:
 def _tiny_run(root: Path, epochs: int = 3) -> tuple[Path, Path, nn.Module, nn.Module]:
     """A real prune run (sparsify with a run folder) and a reconstruct folder."""
     from sparsenet_design import reconstruct, sparsify
-    from sparsenet_design.checkpoint import save_weights
-    from sparsenet_design.runs import prepare_run
+    from sparsenet_design.training.checkpoint import save_weights
+    from sparsenet_design.training.runs import prepare_run
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 3))

@@ -10,10 +10,10 @@ from torch import nn
 
 from sparsenet_design import reconstruct
 from sparsenet_design.kinds import LayerKind, OpKind, all_kinds, function_kind, layer_kind, registered
-from sparsenet_design.layers import is_prunable, prunable_layers
-from sparsenet_design.resize import resize_module
-from sparsenet_design.rules import passthrough_rule
-from sparsenet_design.shape_rules import shape_rule
+from sparsenet_design.kinds.prunable import is_prunable, prunable_layers
+from sparsenet_design.rebuild.resize import resize_module
+from sparsenet_design.kinds.rules import passthrough_rule
+from sparsenet_design.tracing.shape_formulas import shape_rule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sparsenet_design.module_copy import copy_module
+from sparsenet_design.rebuild.module_copy import copy_module
 
 
 def _same_state(a: nn.Module, b: nn.Module) -> None:

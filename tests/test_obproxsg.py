@@ -337,7 +337,7 @@ def test_lr_times_lambda_governs_density_on_digits():
                     opt.zero_grad()
                     nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
                     opt.step()
-            from sparsenet_design.density import density_report
+            from sparsenet_design.design.density import density_report
             return density_report(model).overall
 
         a, b = density_after(0.1, 1e-3), density_after(0.01, 1e-2)  # lr·λ = 1e-4

@@ -5,16 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet_design.density import density_report
+from sparsenet_design.design.density import density_report
 from sparsenet_design.errors import SdesignError
-from sparsenet_design.plots import (
+from sparsenet_design.report.plots import (
     density_curves_figure,
     layer_density_figure,
     plot_density_curves,
     plot_layer_density,
     plot_metric_vs_density,
 )
-from sparsenet_design.tracking import DensityTracker
+from sparsenet_design.training.tracking import DensityTracker
 
 
 def _records(densities):

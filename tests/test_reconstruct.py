@@ -7,12 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsenet_design.errors import CheckpointError, SdesignError, SpecMismatchError, TraceError
-from sparsenet_design.layers import prunable_layers
-from sparsenet_design.reconstruct import apply_spec, reconstruct
+from sparsenet_design.kinds.prunable import prunable_layers
+from sparsenet_design.rebuild.reconstruct import apply_spec, reconstruct
 from sparsenet_design.kinds import OpKind, registered
-from sparsenet_design.rules import passthrough_rule
-from sparsenet_design.spec import DesignSpec
-from sparsenet_design.trace import trace
+from sparsenet_design.kinds.rules import passthrough_rule
+from sparsenet_design.design.spec import DesignSpec
+from sparsenet_design.tracing.trace import trace
 
 
 def uniform(model, d):
@@ -319,7 +319,7 @@ def test_a_rebuild_that_cannot_be_repaired_names_module_class_line_and_cause(mon
 
     from sparsenet_design.kinds import LayerKind, registered
 
-    monkeypatch.setattr(importlib.import_module("sparsenet_design.reconstruct"), "MAX_REPAIRS", 0)
+    monkeypatch.setattr(importlib.import_module("sparsenet_design.rebuild.reconstruct"), "MAX_REPAIRS", 0)
     wrong = LayerKind(_FixedMix, channels=passthrough_rule())
     model, x = _WithFixedMix(), torch.randn(1, 3, 4, 4)
     with registered(wrong), pytest.raises(SdesignError) as info:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet_design.reconstruct import reconstruct
+from sparsenet_design.rebuild.reconstruct import reconstruct
 from sparsenet_design.kinds import layer_kind
-from sparsenet_design.resize import fresh_init, resize_module
+from sparsenet_design.rebuild.resize import fresh_init, resize_module
 
 STOCK_LAYERS = [
     nn.Conv1d(4, 6, 3),

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from torch import nn
 
 from sparsenet_design.errors import TraceError
-from sparsenet_design.reconstruct import reconstruct
-from sparsenet_design.run_trace import ForwardFailed, _Recorder, run_trace
-from sparsenet_design.shape_pass import record_shapes
-from sparsenet_design.trace import _is_leaf, _symbolic, describe_tracer, trace
+from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design.tracing.run import ForwardFailed, _Recorder, run_trace
+from sparsenet_design.tracing.shapes import record_shapes
+from sparsenet_design.tracing.trace import _is_leaf, _symbolic, describe_tracer, trace
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -552,9 +552,9 @@ def test_cli_report_and_html_name_the_tracer_and_its_note(tmp_path):
 
 @pytest.mark.parametrize("old", ["symbolic", "concrete"])
 def test_specs_of_older_versions_still_load_and_show_their_tracer(tmp_path, old):
-    from sparsenet_design.html_report import _tracing_section
-    from sparsenet_design.runs import RunFolder
-    from sparsenet_design.spec import DesignSpec
+    from sparsenet_design.report.html import _tracing_section
+    from sparsenet_design.training.runs import RunFolder
+    from sparsenet_design.design.spec import DesignSpec
 
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     _, spec = reconstruct(model, (torch.randn(1, 4),), densities={"0": 0.5, "2": 1.0})

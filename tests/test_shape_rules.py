@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sparsenet_design.shape_rules import output_like, shape_rule
-from sparsenet_design.trace import trace
+from sparsenet_design.tracing.shape_formulas import output_like, shape_rule
+from sparsenet_design.tracing.trace import trace
 
 
 def _check(module: nn.Module, x: torch.Tensor) -> None:
@@ -154,7 +154,7 @@ def test_shape_pass_equals_a_plain_run(size):
 
 
 def test_sized_layers_skip_compute_but_not_the_channel_check():
-    from sparsenet_design.shape_pass import sized_layers
+    from sparsenet_design.tracing.shapes import sized_layers
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
     x = torch.randn(2, 3, 4, 4)

@@ -2,7 +2,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from sparsenet_design.summary import (
+from sparsenet_design.report.summary import (
     ModelSummary, comparison_table, count_macs, count_params, cpu_latency_ms, size_mb, summarize,
 )
 

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.live import Live
 from torch import nn
 
-from sparsenet_design.density import density_report
+from sparsenet_design.design.density import density_report
 from sparsenet_design.errors import CheckpointError, SdesignError
-from sparsenet_design.tracking import DensityTracker, density_table, read_density_log
+from sparsenet_design.training.tracking import DensityTracker, density_table, read_density_log
 
 
 def _model():

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparsenet_design.checkpoint import load_checkpoint
+from sparsenet_design.training.checkpoint import load_checkpoint
 from sparsenet_design.errors import TrainingError
-from sparsenet_design.training import Trainer, steps_per_epoch
+from sparsenet_design.training.trainer import Trainer, steps_per_epoch
 
 
 def data(shuffle=True, batch_size=16, n=96):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet_design.reconstruct import reconstruct
-from sparsenet_design.widths import proposed_slice
+from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design.design.widths import proposed_slice
 
 
 class Chain(nn.Module):

@@ -25,9 +25,9 @@ from torch import nn  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from sparsenet_design.channel_graph import build_channel_graph  # noqa: E402
-from sparsenet_design.trace import trace  # noqa: E402
-from sparsenet_design.widths import resolve_widths  # noqa: E402
+from sparsenet_design.channels.graph import build_channel_graph  # noqa: E402
+from sparsenet_design.tracing.trace import trace  # noqa: E402
+from sparsenet_design.design.widths import resolve_widths  # noqa: E402
 
 #: Per-layer densities of the digits CNN at the end of the examples notebook's sparsification.
 NOTEBOOK_DENSITIES = {"0": 0.861, "3": 0.404, "7": 0.251, "12": 0.335, "14": 0.678}

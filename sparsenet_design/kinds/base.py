@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..module_copy import copy_module
+from ..rebuild.module_copy import copy_module
 
 Rule = Callable[[Any], None]
 # tensor name -> {dim: width attribute, or (width attribute, divided by the layer's groups)}
@@ -47,7 +47,7 @@ def dotted_name(obj: Any) -> str:
 class _Kind:
     """Shared by layer and op kinds: a name and a channel rule."""
 
-    #: ``rule(ctx) -> None``, see :mod:`sparsenet_design.rules`; ``None``: no rule, every
+    #: ``rule(ctx) -> None``, see :mod:`sparsenet_design.kinds.rules`; ``None``: no rule, every
     #: channel the call touches is pinned.
     channels: Rule | None = None
 

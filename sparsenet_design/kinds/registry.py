@@ -146,8 +146,7 @@ class KindTable:
                 return
             self._builtins = "loading"
             try:
-                from . import builtin  # noqa: F401  (layer kinds)
-                from .. import builtin_rules  # noqa: F401  (op kinds)
+                from . import builtin  # noqa: F401  (registers the built-in kinds)
             except BaseException:
                 self._builtins = "no"
                 raise

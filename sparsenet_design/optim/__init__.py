@@ -1,5 +1,5 @@
 """OBProx-SG for l1-regularised training, and helpers to set it up."""
-from .groups import l1_param_groups
+from .param_groups import l1_param_groups
 from .obproxsg import OBProxSG
 from .schedule import OptimizerConfigError, PhaseSchedule, epochs_to_steps
 

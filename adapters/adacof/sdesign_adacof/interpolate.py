@@ -132,15 +132,15 @@ def load_model(model: str | os.PathLike, weights: str | os.PathLike | None = Non
     else:
         net = build_builtin(model)
     if specs:
-        from sparsenet_design.reconstruct import apply_spec
-        from sparsenet_design.spec import DesignSpec
+        from sparsenet_design.rebuild.reconstruct import apply_spec
+        from sparsenet_design.design.spec import DesignSpec
 
         for spec in specs:
             if not Path(spec).is_file():
                 raise SdesignError(f"spec file {spec} does not exist")
             net = apply_spec(net, DesignSpec.load(Path(spec)))
     if weights is not None:
-        from sparsenet_design.checkpoint import load_weights
+        from sparsenet_design.training.checkpoint import load_weights
 
         if not Path(weights).is_file():
             raise CheckpointError(f"weights file {weights} does not exist")

@@ -14,7 +14,7 @@ def warp_kind():
     global _KIND
     if _KIND is None:
         from sparsenet_design.kinds import OpKind
-        from sparsenet_design.rules import passthrough_rule
+        from sparsenet_design.kinds.rules import passthrough_rule
 
         from .ops.warp import adacof_warp_op
 

@@ -1,4 +1,4 @@
-"""AdaCoF/CDFI glue for the core training loop (``sparsenet_design.training``).
+"""AdaCoF/CDFI glue for the core training loop (``sparsenet_design.training.trainer``).
 
 The paper's recipe: AdaMax (β 0.9, 0.999), lr 1e-3 halved every 20 epochs,
 batch 8, loss = Charbonnier + 0.005 · VGG16 perceptual + 0.01 · TV(offsets),
@@ -178,8 +178,8 @@ def build_cdfi(settings: Settings | None = None) -> nn.Module:
             unet = build_adacof(s)
             return CDFI(unet, s.kernel_size, s.dilation, scale(CDFI_PYRAMID_CHANNELS), scale(CDFI_GRID_CHANNELS))
         return CDFI(None, s.kernel_size, s.dilation)
-    from sparsenet_design.reconstruct import apply_spec
-    from sparsenet_design.spec import DesignSpec
+    from sparsenet_design.rebuild.reconstruct import apply_spec
+    from sparsenet_design.design.spec import DesignSpec
 
     if not Path(s.spec).is_file():
         raise ModelFileError(f"{ENV}SPEC={s.spec} does not exist; give the spec.json written by "

@@ -14,11 +14,11 @@ from sdesign_adacof import CDFI, AdaCoF
 from sdesign_adacof.models.unet import HEADS, KERNEL_HEADS, full_widths
 from sparsenet_design import rules
 
-reconstruct_module = pytest.importorskip("sparsenet_design.reconstruct",
+reconstruct_module = pytest.importorskip("sparsenet_design.rebuild.reconstruct",
                                          reason="the core's reconstruct() is not available yet")
 reconstruct = reconstruct_module.reconstruct
 apply_spec = reconstruct_module.apply_spec
-from sparsenet_design.layers import prunable_layers  # noqa: E402
+from sparsenet_design.kinds.prunable import prunable_layers  # noqa: E402
 
 MODEL_FILES = Path(plugin.__file__).with_name("model_files")
 

@@ -24,7 +24,7 @@ DEFAULTS = {"lr": 1e-3, "lam": 1e-5, "batch_size": 8}
 def build_model():
     if not UNET_SPEC:
         return CDFI(kernel_size=KERNEL_SIZE, dilation=DILATION)
-    from sparsenet_design.reconstruct import apply_spec
+    from sparsenet_design.rebuild.reconstruct import apply_spec
 
     compact = apply_spec(AdaCoF(KERNEL_SIZE, DILATION), UNET_SPEC)
     return CDFI(compact, kernel_size=KERNEL_SIZE, dilation=DILATION)
