@@ -202,6 +202,23 @@ def test_cuda_kernels_match_torch_path_float32(k, dilation, h, w, c):
 
 @pytest.mark.gpu
 @needs_cupy
+@pytest.mark.parametrize("published_grad", [False, True])
+def test_cuda_kernels_truncate_and_published_grad_match_torch_path(published_grad):
+    tensors = make_inputs(b=2, c=20, h=21, w=19, k=5, offset_scale=6.0, dtype=torch.float32, device="cuda")
+    fn = lambda *t: adacof_warp(*t, 2, truncate=True, published_grad=published_grad)  # noqa: E731
+    with use_backend("cupy"):
+        out, got = grads(fn, tensors)
+    with use_backend("reference"):
+        ref, expected = grads(fn, tensors)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    for a, e in zip(got, expected):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
+    if published_grad:
+        assert torch.count_nonzero(got[0]) == 0
+
+
+@pytest.mark.gpu
+@needs_cupy
 def test_cuda_kernels_prepadded_and_autocast():
     x, weight, alpha, beta = [t.detach() for t in make_inputs(k=5, h=16, w=20, dtype=torch.float32, device="cuda")]
     padded = F.pad(x, (4,) * 4, mode="replicate")
@@ -229,16 +246,16 @@ template <typename T> inline T atomicAdd(T* p, T v) { T old = *p; *p += v; retur
 #include "KERNELS"
 extern "C" void forward4(const double* x, const double* w, const double* a, const double* b, double* out,
                          const int* s) {
-    adacof_forward<double, 4>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]);
+    adacof_forward<double, 4>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]);
 }
 extern "C" void forward16(const double* x, const double* w, const double* a, const double* b, double* out,
                           const int* s) {
-    adacof_forward<double, 16>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]);
+    adacof_forward<double, 16>(x, w, a, b, out, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]);
 }
 extern "C" void backward(const double* go, const double* x, const double* w, const double* a, const double* b,
                          double* gx, double* gw, double* ga, double* gb, const int* s) {
     adacof_backward<double>(go, x, w, a, b, gx, gw, ga, gb,
-                            s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], 1);
+                            s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], 1, s[10]);
 }
 """
 
@@ -262,8 +279,10 @@ def emulated_kernels(tmp_path_factory):
     return ctypes.CDLL(str(lib))
 
 
+@pytest.mark.parametrize("truncate", [False, True])
 @pytest.mark.parametrize("k,dilation,prepad", [(3, 2, False), (4, 1, False), (5, 1, True)])
-def test_cuda_source_emulated_on_cpu_matches_torch_path(emulated_kernels, k, dilation, prepad):
+def test_cuda_source_emulated_on_cpu_matches_torch_path(emulated_kernels, k, dilation, prepad, truncate):
+    """Both samplings: floor (true bilinear) and the published truncation toward zero."""
     import ctypes
 
     from sdesign_adacof.ops.geometry import warp_geometry
@@ -272,11 +291,13 @@ def test_cuda_source_emulated_on_cpu_matches_torch_path(emulated_kernels, k, dil
     if prepad:
         x = F.pad(x, (2 * dilation,) * 4, mode="replicate")
     geo = warp_geometry(x, weight, alpha, beta, dilation)
-    sizes = (ctypes.c_int * 10)(geo.batch, geo.channels, geo.in_height, geo.in_width, geo.height,
-                                geo.width, geo.kernel_size, geo.dilation, geo.shift_y, geo.shift_x)
+    sizes = (ctypes.c_int * 11)(geo.batch, geo.channels, geo.in_height, geo.in_width, geo.height,
+                                geo.width, geo.kernel_size, geo.dilation, geo.shift_y, geo.shift_x, int(truncate))
     p = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
     out = torch.zeros(geo.batch, geo.channels, geo.height, geo.width, dtype=torch.float64)
-    expected_out = warp_torch.warp_forward_reference(x, weight, alpha, beta, dilation)
+    expected_out = warp_torch.warp_forward_reference(x, weight, alpha, beta, dilation, truncate)
+    if truncate:  # truncation matters here: it differs from floor sampling
+        assert (expected_out - warp_torch.warp_forward_reference(x, weight, alpha, beta, dilation)).abs().max() > 1e-2
     for forward in (emulated_kernels.forward4, emulated_kernels.forward16):  # 2 blocks of 4, 1 of 16
         out.zero_()
         forward(p(x), p(weight), p(alpha), p(beta), p(out), sizes)
@@ -285,6 +306,6 @@ def test_cuda_source_emulated_on_cpu_matches_torch_path(emulated_kernels, k, dil
     go = torch.randn_like(out)
     got = [torch.zeros_like(t) for t in (x, weight, alpha, beta)]
     emulated_kernels.backward(p(go), p(x), p(weight), p(alpha), p(beta), *map(p, got), sizes)
-    expected = warp_torch.warp_backward_reference(go, x, weight, alpha, beta, dilation)
+    expected = warp_torch.warp_backward_reference(go, x, weight, alpha, beta, dilation, True, truncate)
     for name, a, e in zip(("input", "weight", "alpha", "beta"), got, expected):
         torch.testing.assert_close(a, e, msg=lambda m: f"grad {name}: {m}")

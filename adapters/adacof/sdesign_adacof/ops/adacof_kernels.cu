@@ -7,6 +7,10 @@
 // bilinearly, with corners floor(y), floor(y)+1 (and the same for x) clamped to
 // the input. shift = -(F-1)*dilation/2 for unpadded input (implicit
 // replication padding), 0 for input the caller already padded.
+// With truncate != 0 the lower corner is instead the tap's integer position
+// plus the offset rounded toward zero, and the fractions are offset minus
+// that (negative for negative offsets: extrapolation), as the published
+// kernels compute it with `int A = (int) alpha;`.
 //
 // Same math as sdesign_adacof/ops/warp_torch.py; the tests compare the two.
 
@@ -17,14 +21,32 @@ struct Corners {
 };
 
 template <typename scalar_t>
-__device__ __forceinline__ Corners<scalar_t> corners(
-    scalar_t y, scalar_t x, int in_height, int in_width)
+__device__ __forceinline__ scalar_t toward_zero(scalar_t v)
 {
-    const scalar_t y0 = floor(y);
-    const scalar_t x0 = floor(x);
+    return v < 0 ? -floor(-v) : floor(v);
+}
+
+// base_y, base_x: the tap's integer sample position; alpha, beta: its offsets.
+template <typename scalar_t>
+__device__ __forceinline__ Corners<scalar_t> corners(
+    int base_y, scalar_t alpha, int base_x, scalar_t beta, int in_height, int in_width, int truncate)
+{
     Corners<scalar_t> c;
-    c.fy = y - y0;
-    c.fx = x - x0;
+    scalar_t y0, x0;
+    if (truncate) {
+        const scalar_t ta = toward_zero(alpha), tb = toward_zero(beta);
+        y0 = (scalar_t)base_y + ta;
+        x0 = (scalar_t)base_x + tb;
+        c.fy = alpha - ta;
+        c.fx = beta - tb;
+    } else {
+        const scalar_t y = (scalar_t)base_y + alpha;
+        const scalar_t x = (scalar_t)base_x + beta;
+        y0 = floor(y);
+        x0 = floor(x);
+        c.fy = y - y0;
+        c.fx = x - x0;
+    }
     // clamp in floating point first so far-away samples cannot overflow the int cast
     const scalar_t ymax = (scalar_t)(in_height - 1), xmax = (scalar_t)(in_width - 1);
     const long long r0 = (long long)fmin(fmax(y0, (scalar_t)0), ymax);
@@ -49,7 +71,7 @@ __global__ void adacof_forward(
     scalar_t* __restrict__ output,
     const int batch, const int channels, const int in_height, const int in_width,
     const int height, const int width, const int kernel_size, const int dilation,
-    const int shift_y, const int shift_x)
+    const int shift_y, const int shift_x, const int truncate)
 {
     const long long hw = (long long)height * width;
     const long long plane = (long long)in_height * in_width;
@@ -71,9 +93,9 @@ __global__ void adacof_forward(
         for (int t = 0; t < taps; ++t) {
             const long long q = tap0 + (long long)t * hw;
             const scalar_t w = weight[q];
-            const scalar_t y = (scalar_t)(i + (t / kernel_size) * dilation + shift_y) + alpha[q];
-            const scalar_t x = (scalar_t)(j + (t % kernel_size) * dilation + shift_x) + beta[q];
-            const Corners<scalar_t> k = corners<scalar_t>(y, x, in_height, in_width);
+            const Corners<scalar_t> k = corners<scalar_t>(
+                i + (t / kernel_size) * dilation + shift_y, alpha[q],
+                j + (t % kernel_size) * dilation + shift_x, beta[q], in_height, in_width, truncate);
             const scalar_t w00 = w * (1 - k.fy) * (1 - k.fx), w01 = w * (1 - k.fy) * k.fx;
             const scalar_t w10 = w * k.fy * (1 - k.fx), w11 = w * k.fy * k.fx;
 #pragma unroll
@@ -104,7 +126,7 @@ __global__ void adacof_backward(
     scalar_t* __restrict__ grad_alpha, scalar_t* __restrict__ grad_beta,
     const int batch, const int channels, const int in_height, const int in_width,
     const int height, const int width, const int kernel_size, const int dilation,
-    const int shift_y, const int shift_x, const int need_input_grad)
+    const int shift_y, const int shift_x, const int need_input_grad, const int truncate)
 {
     const long long hw = (long long)height * width;
     const long long plane = (long long)in_height * in_width;
@@ -117,9 +139,9 @@ __global__ void adacof_backward(
         const int b = (int)(n / (hw * taps));
         const int i = (int)(p / width), j = (int)(p % width);
         const scalar_t w = weight[n];
-        const scalar_t y = (scalar_t)(i + (t / kernel_size) * dilation + shift_y) + alpha[n];
-        const scalar_t x = (scalar_t)(j + (t % kernel_size) * dilation + shift_x) + beta[n];
-        const Corners<scalar_t> k = corners<scalar_t>(y, x, in_height, in_width);
+        const Corners<scalar_t> k = corners<scalar_t>(
+            i + (t / kernel_size) * dilation + shift_y, alpha[n],
+            j + (t % kernel_size) * dilation + shift_x, beta[n], in_height, in_width, truncate);
         const scalar_t b00 = (1 - k.fy) * (1 - k.fx), b01 = (1 - k.fy) * k.fx;
         const scalar_t b10 = k.fy * (1 - k.fx), b11 = k.fy * k.fx;
         scalar_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;

@@ -81,21 +81,26 @@ def _sizes(geo: WarpGeometry) -> tuple:
 
 
 def forward_cuda(geo: WarpGeometry, input: torch.Tensor, weight: torch.Tensor,
-                 alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Warp on the GPU. All tensors contiguous, same dtype (float32/float64), same device."""
+                 alpha: torch.Tensor, beta: torch.Tensor, truncate: bool = False) -> torch.Tensor:
+    """Warp on the GPU. All tensors contiguous, same dtype (float32/float64), same device.
+    ``truncate``: the published kernels' sampling (offsets rounded toward zero)."""
+    import numpy as np
+
     out = input.new_empty(geo.batch, geo.channels, geo.height, geo.width)
     block = channel_block(geo.channels)
     total = geo.batch * -(-geo.channels // block) * geo.height * geo.width
     if total:
         kernel = _kernel(f"adacof_forward<{_TYPES[input.dtype]}, {block}>", input.device)
         _launch(kernel, total, input.device,
-                (_ptr(input), _ptr(weight), _ptr(alpha), _ptr(beta), _ptr(out)) + _sizes(geo))
+                (_ptr(input), _ptr(weight), _ptr(alpha), _ptr(beta), _ptr(out)) + _sizes(geo)
+                + (np.int32(1 if truncate else 0),))
     return out
 
 
 def backward_cuda(geo: WarpGeometry, grad_output: torch.Tensor, input: torch.Tensor,
                   weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-                  input_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                  input_grad: bool, truncate: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     import numpy as np
 
     grad_input = torch.zeros_like(input)
@@ -107,5 +112,6 @@ def backward_cuda(geo: WarpGeometry, grad_output: torch.Tensor, input: torch.Ten
         kernel = _kernel(f"adacof_backward<{_TYPES[input.dtype]}>", input.device)
         args = (_ptr(grad_output), _ptr(input), _ptr(weight), _ptr(alpha), _ptr(beta),
                 _ptr(grad_input), _ptr(grad_weight), _ptr(grad_alpha), _ptr(grad_beta))
-        _launch(kernel, total, input.device, args + _sizes(geo) + (np.int32(1 if input_grad else 0),))
+        _launch(kernel, total, input.device, args + _sizes(geo)
+                + (np.int32(1 if input_grad else 0), np.int32(1 if truncate else 0)))
     return grad_input, grad_weight, grad_alpha, grad_beta

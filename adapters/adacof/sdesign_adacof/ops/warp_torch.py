@@ -14,6 +14,15 @@ instead of saving it):
   values and gradients as clamping the corners). 4-5x faster on CPU; sample
   positions pass through normalised coordinates, which costs about 1e-4 px of
   position in float32. The default PyTorch path.
+
+Both take ``truncate``: with ``False`` (the default) the lower sample corner is
+``floor`` of the sample position, true bilinear interpolation. With ``True``
+it is the tap's integer position plus the offset rounded toward zero, what the
+published CUDA kernels compute (``int A = (int) alpha``): for a negative
+fractional offset the fractions are negative and the value is extrapolated
+from the pixel pair on the other side of the sample. ``grid_sample`` cannot
+extrapolate, so the ``torch`` functions hand truncated sampling to the exact
+gather path.
 """
 from __future__ import annotations
 
@@ -49,17 +58,25 @@ def _tap_chunks(geo: WarpGeometry) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, geo.taps)
 
 
-def _taps(geo: WarpGeometry, alpha: torch.Tensor, beta: torch.Tensor, start: int, stop: int) -> _Taps:
+def _taps(geo: WarpGeometry, alpha: torch.Tensor, beta: torch.Tensor, start: int, stop: int,
+          truncate: bool = False) -> _Taps:
     device, dtype = alpha.device, alpha.dtype
     tap = torch.arange(start, stop, device=device)
     row_off = (tap // geo.kernel_size) * geo.dilation + geo.shift_y  # (T,)
     col_off = (tap % geo.kernel_size) * geo.dilation + geo.shift_x
     rows = torch.arange(geo.height, device=device, dtype=dtype)
     cols = torch.arange(geo.width, device=device, dtype=dtype)
-    y = alpha[:, start:stop] + (rows.view(1, 1, -1, 1) + row_off.view(1, -1, 1, 1).to(dtype))
-    x = beta[:, start:stop] + (cols.view(1, 1, 1, -1) + col_off.view(1, -1, 1, 1).to(dtype))
-    y0, x0 = torch.floor(y), torch.floor(x)
-    fy, fx = y - y0, x - x0
+    base_y = rows.view(1, 1, -1, 1) + row_off.view(1, -1, 1, 1).to(dtype)  # integer tap positions
+    base_x = cols.view(1, 1, 1, -1) + col_off.view(1, -1, 1, 1).to(dtype)
+    a, b = alpha[:, start:stop], beta[:, start:stop]
+    if truncate:  # the published kernels: integer part of the offset by a C cast (toward zero)
+        ta, tb = torch.trunc(a), torch.trunc(b)
+        y0, x0 = base_y + ta, base_x + tb
+        fy, fx = a - ta, b - tb
+    else:
+        y, x = a + base_y, b + base_x
+        y0, x0 = torch.floor(y), torch.floor(x)
+        fy, fx = y - y0, x - x0
     r0 = y0.clamp(0, geo.in_height - 1).long()
     r1 = (y0 + 1).clamp(0, geo.in_height - 1).long()
     c0 = x0.clamp(0, geo.in_width - 1).long()
@@ -87,7 +104,7 @@ def _prepare(input, weight, alpha, beta, dilation):
 
 
 def warp_forward_reference(input: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
-                       beta: torch.Tensor, dilation: int) -> torch.Tensor:
+                           beta: torch.Tensor, dilation: int, truncate: bool = False) -> torch.Tensor:
     """AdaCoF warp forward (no autograd graph is recorded through the internals)."""
     geo, out_dtype, x, w, a, b = _prepare(input, weight, alpha, beta, dilation)
     n = geo.height * geo.width
@@ -96,7 +113,7 @@ def warp_forward_reference(input: torch.Tensor, weight: torch.Tensor, alpha: tor
     out = x.new_zeros(geo.batch, geo.channels, n)
     with torch.no_grad():
         for start, stop in _tap_chunks(geo):
-            t = _taps(geo, a, b, start, stop)
+            t = _taps(geo, a, b, start, stop, truncate)
             wt = weights[:, start:stop]
             gy, gx = 1 - t.fy, 1 - t.fx
             k = stop - start
@@ -107,9 +124,9 @@ def warp_forward_reference(input: torch.Tensor, weight: torch.Tensor, alpha: tor
 
 
 def warp_backward_reference(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
-                        alpha: torch.Tensor, beta: torch.Tensor, dilation: int,
-                        input_grad: bool = True
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                            alpha: torch.Tensor, beta: torch.Tensor, dilation: int,
+                            input_grad: bool = True, truncate: bool = False
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the warp w.r.t. input, weight, alpha and beta (each in its own dtype).
 
     With ``input_grad=False`` the input gradient is returned as zeros without
@@ -126,7 +143,7 @@ def warp_backward_reference(grad_output: torch.Tensor, input: torch.Tensor, weig
     grad_b = torch.empty_like(weights)
     with torch.no_grad():
         for start, stop in _tap_chunks(geo):
-            t = _taps(geo, a, b, start, stop)
+            t = _taps(geo, a, b, start, stop, truncate)
             k = stop - start
             wt = weights[:, start:stop]
             corners = [_gather(image, idx, k) for idx in (t.idx00, t.idx01, t.idx10, t.idx11)]
@@ -173,8 +190,10 @@ def _sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def warp_forward_torch(input: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
-                       beta: torch.Tensor, dilation: int) -> torch.Tensor:
+                       beta: torch.Tensor, dilation: int, truncate: bool = False) -> torch.Tensor:
     """AdaCoF warp forward with ``grid_sample`` (no autograd graph is recorded)."""
+    if truncate:
+        return warp_forward_reference(input, weight, alpha, beta, dilation, truncate=True)
     geo, out_dtype, x, w, a, b = _prepare(input, weight, alpha, beta, dilation)
     out = x.new_zeros(geo.batch, geo.channels, geo.height, geo.width)
     with torch.no_grad():
@@ -187,9 +206,11 @@ def warp_forward_torch(input: torch.Tensor, weight: torch.Tensor, alpha: torch.T
 
 def warp_backward_torch(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
                         alpha: torch.Tensor, beta: torch.Tensor, dilation: int,
-                        input_grad: bool = True
+                        input_grad: bool = True, truncate: bool = False
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients w.r.t. input, weight, alpha, beta with ``grid_sample``'s backward."""
+    if truncate:
+        return warp_backward_reference(grad_output, input, weight, alpha, beta, dilation, input_grad, True)
     geo, _, x, w, a, b = _prepare(input, weight, alpha, beta, dilation)
     go = grad_output.to(x.dtype).reshape(geo.batch, geo.channels, 1, geo.height, geo.width)
     grad_image = torch.zeros_like(x)
