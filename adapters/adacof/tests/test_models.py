@@ -193,3 +193,46 @@ def test_start_from_average_gives_the_frame_average_and_still_learns():
         model.start_from_average(centre_weight=1.0)
     with pytest.raises(SdesignError, match="synthesis_share"):
         cdfi.start_from_average(synthesis_share=0)
+
+
+# ------------------------------------------------------------------- modes
+def test_modes_presets_and_errors():
+    from sdesign_adacof.models.mode import EXACT, MODES, PUBLISHED, PUBLISHED_TRAINING, Mode, as_mode
+
+    assert as_mode(None) == EXACT and as_mode("published") == PUBLISHED
+    assert PUBLISHED.truncate and not PUBLISHED.published_grad and PUBLISHED.published_pyramid
+    assert PUBLISHED_TRAINING.published_grad and PUBLISHED_TRAINING.name == "published-training"
+    for mode in MODES.values():
+        assert Mode.from_json(mode.to_json()) == mode and as_mode(mode.to_json()) == mode
+    assert "sampling=truncate" in Mode(sampling="truncate").name
+    with pytest.raises(SdesignError, match="Unknown sampling 'round'"):
+        Mode(sampling="round")
+    with pytest.raises(SdesignError, match="Unknown AdaCoF/CDFI mode 'paper'"):
+        as_mode("paper")
+
+
+def test_cdfi_published_pyramid_geometry_is_a_mode_not_new_parameters():
+    from sdesign_adacof.models.mode import EXACT, PUBLISHED
+
+    torch.manual_seed(0)
+    model = CDFI(AdaCoF(3, 2, widths=TINY), kernel_size=3, dilation=2, grid_channels=(4, 4, 4))
+    keys = {k: v.shape for k, v in model.state_dict().items()}
+    x, y = torch.rand(1, 3, 40, 48), torch.rand(1, 3, 40, 48)
+    exact = model(x, y)
+    model.set_mode(PUBLISHED)
+    assert all(conv.padding == (1, 1) for conv in model.pyramid)
+    assert {k: v.shape for k, v in model.state_dict().items()} == keys
+    published = model(x, y)
+    assert published.shape == exact.shape and (published - exact).abs().max() > 1e-6
+    gm = fx.symbolic_trace(model.eval())  # the mode traces as constants
+    torch.testing.assert_close(gm(x, y), published)
+    model.set_mode(EXACT)
+    assert all(conv.padding == (0, 0) for conv in model.pyramid)
+    torch.testing.assert_close(model(x, y), exact)
+    assert sdesign_mode_of(CDFI(mode="published")) == PUBLISHED
+
+
+def sdesign_mode_of(model):
+    from sdesign_adacof.models.mode import model_mode
+
+    return model_mode(model)

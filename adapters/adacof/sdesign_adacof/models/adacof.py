@@ -18,6 +18,10 @@ For training, ``model(frame0, frame1, return_extras=True)`` returns
 (H', W' are the padded sizes.) ``return_extras`` must be a real ``bool``: the
 check is written so that graph tracers, which pass a placeholder, see the
 plain path.
+
+``mode`` (a :class:`~sdesign_adacof.models.mode.Mode` or a preset name:
+``"exact"``, ``"published"``, ``"published-training"``) chooses the warp's
+sampling and backward; ``model.set_mode(...)`` changes it later.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.warp import adacof_warp
+from .mode import Mode, as_mode
 from .unet import AdaCoFUNet, UNetOutput
 
 #: Per-channel RGB means the published code subtracts from each frame (Vimeo-90K).
@@ -72,12 +77,23 @@ class AdaCoF(nn.Module):
     """AdaCoF frame interpolation: ``model(frame0, frame1) -> middle frame``."""
 
     def __init__(self, kernel_size: int = 5, dilation: int = 1,
-                 widths: dict[str, tuple[int, ...]] | None = None):
+                 widths: dict[str, tuple[int, ...]] | None = None, mode: Mode | str | None = None):
         super().__init__()
         self.kernel_size = int(kernel_size)
         self.dilation = int(dilation)
         self.unet = AdaCoFUNet(self.kernel_size, widths)
         self.register_buffer("channel_mean", torch.tensor(CHANNEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.mode = as_mode(mode)
+
+    def set_mode(self, mode: Mode | str | None) -> "AdaCoF":
+        """Switch the warp's sampling and backward (see :mod:`sdesign_adacof.models.mode`)."""
+        self.mode = as_mode(mode)
+        return self
+
+    def warp(self, image: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
+             beta: torch.Tensor) -> torch.Tensor:
+        """The AdaCoF warp with this model's dilation and mode."""
+        return adacof_warp(image, weight, alpha, beta, self.dilation, self.mode.truncate, self.mode.published_grad)
 
     def start_from_average(self, centre_weight: float = 0.99) -> "AdaCoF":
         """Start as the frame average (see :meth:`AdaCoFUNet.start_from_average`)."""
@@ -92,8 +108,8 @@ class AdaCoF(nn.Module):
         height, width = frame0.shape[2], frame0.shape[3]
         frame0, frame1 = pad_to_multiple(frame0), pad_to_multiple(frame1)
         est = self.estimate(frame0, frame1)
-        warped0 = adacof_warp(frame0, est.weight1, est.alpha1, est.beta1, self.dilation)
-        warped1 = adacof_warp(frame1, est.weight2, est.alpha2, est.beta2, self.dilation)
+        warped0 = self.warp(frame0, est.weight1, est.alpha1, est.beta1)
+        warped1 = self.warp(frame1, est.weight2, est.alpha2, est.beta2)
         frame = est.occlusion * warped0 + (1 - est.occlusion) * warped1
         frame = frame[:, :, :height, :width]
         if isinstance(return_extras, bool) and return_extras:

@@ -18,9 +18,16 @@ d=2). ``CDFI(unet=m)`` puts the upgrades on any AdaCoF-shaped U-Net — an
 :class:`AdaCoF` (e.g. the compact one ``sdesign reconstruct`` produced) or an
 :class:`AdaCoFUNet` — reading its widths from its modules.
 
-Unlike the published code, the pyramid features are upsampled to the (padded)
-frame size and warped with the op's implicit replication padding, the same way
-the frames are (DESIGN.md §4), instead of being stretched to the padded size.
+By default (``mode="exact"``) the pyramid features are upsampled to the
+(padded-to-32) frame size and warped with the op's implicit replication
+padding, the same way the frames are. The published code instead gives the 1×1
+convs ``padding=1`` and stretches each level to the replication-padded frame
+size ``(H + (F-1)·d, W + (F-1)·d)``, warped as pre-padded input; a mode with
+``pyramid="published"`` (e.g. ``mode="published"``) does that. The GridNet
+input channels are ordered (A1, A2, all levels warped by set 1, all levels by
+set 2); the published order interleaves the levels (A1, A2, C1L, C1R, …),
+which :func:`sdesign_adacof.load_published` accounts for by permuting the
+first lateral block's input channels.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ from sparsenet_design.errors import SdesignError
 
 from ..ops.warp import adacof_warp
 from .adacof import CHANNEL_MEAN, AdaCoF, make_extras, pad_to_multiple
+from .mode import Mode, as_mode
 from .published import CDFI_BLEND_WIDTHS, CDFI_GRID_CHANNELS, CDFI_PYRAMID_CHANNELS, CDFI_UNET_WIDTHS
 from .unet import AdaCoFUNet, head, hidden_widths, last_conv
 
@@ -112,7 +120,7 @@ class CDFI(nn.Module):
 
     def __init__(self, unet: AdaCoF | AdaCoFUNet | None = None, kernel_size: int = 11, dilation: int = 2,
                  pyramid_channels=CDFI_PYRAMID_CHANNELS, grid_channels=CDFI_GRID_CHANNELS,
-                 blend_widths: tuple[int, ...] | None = None):
+                 blend_widths: tuple[int, ...] | None = None, mode: Mode | str | None = None):
         super().__init__()
         if unet is None:
             unet = AdaCoFUNet(kernel_size, CDFI_UNET_WIDTHS)
@@ -143,6 +151,22 @@ class CDFI(nn.Module):
         blend_widths = tuple(blend_widths or hidden_widths(unet.occlusion))
         self.blend = head(unet.decoder_width(), blend_widths, 1, nn.Sigmoid())
         self.synthesis = GridNet(6 + 2 * sum(pyramid_channels), 3, grid_channels)
+        self.set_mode(mode)
+
+    def set_mode(self, mode: Mode | str | None) -> "CDFI":
+        """Switch the warp's sampling and backward and the pyramid geometry
+        (see :mod:`sdesign_adacof.models.mode`). The published geometry pads
+        the 1×1 pyramid convs by 1; their parameters do not change."""
+        self.mode = as_mode(mode)
+        padding = (1, 1) if self.mode.published_pyramid else (0, 0)
+        for conv in self.pyramid:
+            conv.padding = padding
+        return self
+
+    def warp(self, image: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor,
+             beta: torch.Tensor) -> torch.Tensor:
+        """The AdaCoF warp with this model's dilation and mode."""
+        return adacof_warp(image, weight, alpha, beta, self.dilation, self.mode.truncate, self.mode.published_grad)
 
     @torch.no_grad()
     def start_from_average(self, centre_weight: float = 0.99, synthesis_share: float = 0.01) -> "CDFI":
@@ -162,16 +186,18 @@ class CDFI(nn.Module):
         frame0, frame1 = pad_to_multiple(frame0), pad_to_multiple(frame1)
         est = self.unet(torch.cat([frame0 - self.channel_mean, frame1 - self.channel_mean], dim=1))
         size = (frame0.shape[2], frame0.shape[3])
+        if self.mode.published_pyramid:  # stretched to the replication-padded size, warped as pre-padded
+            span = (self.kernel_size - 1) * self.dilation
+            size = (size[0] + span, size[1] + span)
         set0 = (est.weight1, est.alpha1, est.beta1)
         set1 = (est.weight2, est.alpha2, est.beta2)
-        warped0 = adacof_warp(frame0, *set0, self.dilation)
-        warped1 = adacof_warp(frame1, *set1, self.dilation)
+        warped0 = self.warp(frame0, *set0)
+        warped1 = self.warp(frame1, *set1)
         levels = [F.interpolate(conv(features), size=size, mode="bilinear", align_corners=False)
                   for conv, features in zip(self.pyramid, est.encoder)]
         # all levels share each kernel set: one warp per set computes the sampling geometry once
         pyramid = torch.cat(levels, dim=1)
-        candidates = [warped0, warped1, adacof_warp(pyramid, *set0, self.dilation),
-                      adacof_warp(pyramid, *set1, self.dilation)]
+        candidates = [warped0, warped1, self.warp(pyramid, *set0), self.warp(pyramid, *set1)]
         synthesised = self.synthesis(torch.cat(candidates, dim=1))
         blend = self.blend(est.decoder)
         adacof = est.occlusion * warped0 + (1 - est.occlusion) * warped1
