@@ -47,13 +47,16 @@ def uint8_to_tensor(array: np.ndarray, dtype: torch.dtype = torch.float32) -> to
 
 
 def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] → (H, W, 3) uint8, rounding to nearest."""
+    """(3, H, W) in [0, 1] → (H, W, 3) uint8 as ``torchvision.utils.save_image``
+    rounds (``floor(x·255 + 0.5)``, halves up), so a saved PNG scores exactly as
+    the in-memory frame (see :func:`sdesign_adacof.metrics.quantize_8bit`)."""
+    from .metrics import quantize_8bit
+
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError("tensor_to_uint8 takes one image, not a batch")
         image = image[0]
-    # float64, exactly as metrics.quantize_8bit, so a saved PNG scores as the in-memory frame
-    q = (image.detach().to(torch.float64).clamp(0, 1) * 255).round().to(torch.uint8)
+    q = (quantize_8bit(image) * 255).round().to(torch.uint8)  # exact: quantize_8bit gives k/255
     return q.permute(1, 2, 0).cpu().numpy()
 
 

@@ -160,3 +160,129 @@ def test_lpips_rejects_a_wrong_file(tmp_path):
     torch.save({"foo": torch.zeros(1)}, tmp_path / "bad.pth")
     status = load_lpips(tmp_path / "bad.pth")
     assert not status.available and "not a SqueezeNet" in status.reason
+
+
+# ------------------------------------------------- the published rounding
+def test_quantize_is_save_image_rounding(tmp_path):
+    """torchvision.utils.save_image writes floor(x·255 + 0.5) computed in float32;
+    quantize_8bit and our PNG writer give the same bytes, exact halves included
+    (where rounding half to even would differ)."""
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    g = torch.Generator().manual_seed(4)
+    halves = (torch.randint(0, 255, (3, 16, 20), generator=g).float() + 0.5) / 255  # k + 0.5 steps
+    noisy = torch.rand(3, 16, 20, generator=g) * 1.2 - 0.1  # out of range too
+    for name, img in (("halves", halves), ("noisy", noisy)):
+        save_image(img.unsqueeze(0), tmp_path / f"{name}_tv.png")
+        expected = np.asarray(Image.open(tmp_path / f"{name}_tv.png").convert("RGB"))
+        write_image(tmp_path / f"{name}_ours.png", img)
+        assert np.array_equal(read_uint8(tmp_path / f"{name}_ours.png"), expected)
+        assert torch.equal(quantize_8bit(img), _to_tensor(expected))
+    half_even = (halves.double() * 255).round()
+    assert not torch.equal(quantize_8bit(halves) * 255, half_even)  # the rule matters on halves
+
+
+# ---------------------------------------------------- Gaussian-window SSIM
+def _ssim_gaussian_scipy(gt: np.ndarray, pred: np.ndarray) -> float:
+    """RIFE's ssim_matlab from its description: the (C, H, W) image as a volume,
+    an 11-tap Gaussian (σ 1.5) along all three axes with edge replication,
+    population statistics, C1 = 0.01², C2 = 0.03², mean of the map."""
+    from scipy import ndimage
+
+    x = np.arange(11) - 5
+    taps = np.exp(-x * x / (2 * 1.5 ** 2))
+    taps /= taps.sum()
+
+    def blur(v):
+        for axis in range(3):
+            v = ndimage.correlate1d(v, taps, axis=axis, mode="nearest")
+        return v
+
+    a, b = gt.astype(np.float64), pred.astype(np.float64)
+    ma, mb = blur(a), blur(b)
+    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return float((((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))).mean())
+
+
+def test_gaussian_ssim_matches_independent_reference():
+    from sdesign_adacof.metrics import ssim_gaussian
+
+    rng = np.random.default_rng(1)
+    for h, w in [(11, 11), (20, 37), (64, 48)]:
+        gt = rng.integers(0, 256, (3, h, w)).astype(np.float64) / 255
+        pred = np.clip(gt + rng.normal(0, 0.05, gt.shape), 0, 1)
+        ours = ssim_gaussian(torch.from_numpy(gt), torch.from_numpy(pred)).item()
+        assert abs(ours - _ssim_gaussian_scipy(gt, pred)) < 1e-10
+        assert abs(ours - ssim(torch.from_numpy(gt), torch.from_numpy(pred)).item()) > 1e-6  # another metric
+    assert ssim_gaussian(torch.ones(3, 12, 12), torch.ones(3, 12, 12)).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 11"):
+        ssim_gaussian(torch.rand(3, 10, 30), torch.rand(3, 10, 30))
+
+
+def test_score_rows_carry_every_metric():
+    rows = score_images(quantize_8bit(torch.rand(2, 3, 16, 16)), torch.rand(2, 3, 16, 16))
+    assert all(set(r) == {"psnr", "ssim", "ssim_gaussian"} for r in rows)
+    small = score_images(quantize_8bit(torch.rand(3, 8, 8)), torch.rand(3, 8, 8))[0]
+    assert np.isnan(small["ssim_gaussian"])  # below the 11×11 window: reported as n/a, not an error
+
+
+# -------------------------------------------------------------- LPIPS x 2
+def _squeeze_file(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("lpips")
+    torch.manual_seed(0)
+    trunk = torchvision.models.squeezenet1_1()
+    path = tmp_path / "squeeze.pth"
+    torch.save(trunk.state_dict(), path)
+    return path
+
+
+def test_lpips_and_lpips_as_published(tmp_path):
+    """'lpips' scales [0, 1] images to [−1, 1]; 'lpips_published' feeds them
+    unscaled, as the published test does."""
+    from sdesign_adacof.metrics import lpips_distance
+
+    status = load_lpips(_squeeze_file(tmp_path))
+    g = torch.Generator().manual_seed(2)
+    gt = quantize_8bit(torch.rand(1, 3, 32, 32, generator=g))
+    pred = torch.rand(1, 3, 32, 32, generator=g)
+    row = score_images(gt, pred, status)[0]
+    q = quantize_8bit(pred).float()
+    with torch.no_grad():
+        scaled = status.metric(gt.float() * 2 - 1, q * 2 - 1).item()
+        raw = status.metric(gt.float(), q).item()
+    assert row["lpips"] == pytest.approx(scaled, rel=1e-6) and row["lpips_published"] == pytest.approx(raw, rel=1e-6)
+    assert row["lpips"] != pytest.approx(row["lpips_published"], rel=1e-3)
+    assert lpips_distance(status, gt, q, normalize=False).item() == pytest.approx(raw, rel=1e-6)
+
+
+def test_lpips_weights_downloaded_into_the_hub_cache_when_online(tmp_path, monkeypatch):
+    path = _squeeze_file(tmp_path)
+    monkeypatch.delenv("SDESIGN_LPIPS_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("SDESIGN_OFFLINE", "0")
+    calls = []
+
+    def fake_download(url, model_dir=None, file_name=None, **kwargs):
+        calls.append((url, file_name))
+        Path(model_dir).mkdir(parents=True, exist_ok=True)
+        (Path(model_dir) / file_name).write_bytes(path.read_bytes())
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    status = load_lpips()
+    assert status.available, status.reason
+    assert calls == [("https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+                      "squeezenet1_1-b8a52dc0.pth")]
+    assert (tmp_path / "hub" / "checkpoints" / "squeezenet1_1-b8a52dc0.pth").is_file()
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub2"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    status = load_lpips()
+    assert not status.available
+    assert "squeezenet1_1-b8a52dc0.pth" in status.reason and str(tmp_path / "hub2" / "checkpoints") in status.reason
+    assert "--lpips-weights" in status.reason and "Name or service not known" in status.reason
