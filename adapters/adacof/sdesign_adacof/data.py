@@ -230,12 +230,25 @@ def _centre_crop(frames, crop):
     return tuple(f[..., top:top + ch, left:left + cw].contiguous() for f in frames)
 
 
-def vimeo_dataset(root: str | os.PathLike, split: str = "train", crop: tuple[int, int] | None = (256, 256),
-                  seed: int | None = None, limit: int | None = None) -> TripletDataset:
-    """Vimeo-90K with the paper's training augmentation on the train split
-    (random 256×256 crops, flips, temporal swap) and whole frames for test.
-    ``limit`` keeps the first N triplets (the paper sparsified on 1000)."""
-    triplets = find_vimeo(root, split)[:limit]
+def random_subset(triplets: Sequence[Triplet], limit: int | None, seed: int | None = 0) -> list[Triplet]:
+    """``limit`` triplets drawn at random (seeded; kept in list order), or all
+    of them when ``limit`` is None/0 or not smaller than the list. The
+    published sparsification used a random 1000 of Vimeo-90K's training list;
+    the first 1000 lines would be a few sequences only."""
+    triplets = list(triplets)
+    if not limit or limit >= len(triplets):
+        return triplets
+    keep = sorted(random.Random(seed).sample(range(len(triplets)), int(limit)))
+    return [triplets[i] for i in keep]
+
+
+def vimeo_dataset(root: str | os.PathLike, split: str = "train", crop: tuple[int, int] | None = None,
+                  seed: int | None = 0, limit: int | None = None) -> TripletDataset:
+    """Vimeo-90K with the published training augmentation on the train split
+    (whole 256×448 frames, random horizontal and vertical flips, temporal-order
+    swap; ``crop=(h, w)`` adds random crops) and whole frames for test.
+    ``limit`` keeps a seeded random subset (the paper sparsified on 1000)."""
+    triplets = random_subset(find_vimeo(root, split), limit, seed)
     if split == "train":
         return TripletDataset(triplets, crop=crop, augment=True, seed=seed)
     return TripletDataset(triplets)
@@ -243,6 +256,12 @@ def vimeo_dataset(root: str | os.PathLike, split: str = "train", crop: tuple[int
 
 def collate_triplets(batch: list[dict]) -> dict:
     """Stack a list of triplet dicts (same frame size) into a batch dict."""
+    sizes = {tuple(b["frame0"].shape) for b in batch}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{b['name']} {tuple(b['frame0'].shape[1:])}" for b in batch[:4])
+        raise DatasetError(f"a batch holds frames of different sizes ({shown}); training batches need one size: "
+                           "crop them (SDESIGN_ADACOF_CROP=256 for the paper model files, crop=(h, w) for "
+                           "TripletDataset) or train with batch size 1")
     out = {k: torch.stack([b[k] for b in batch]) for k in ("frame0", "gt", "frame1")}
     out["name"] = [b["name"] for b in batch]
     return out

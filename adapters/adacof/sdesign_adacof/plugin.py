@@ -14,11 +14,12 @@ def warp_kind():
     global _KIND
     if _KIND is None:
         from sparsenet_design.kinds import OpKind
-        from sparsenet_design.kinds.rules import passthrough_rule
 
+        from ._core import rules
         from .ops.warp import adacof_warp_op
 
-        _KIND = OpKind(adacof_warp_op, name="AdaCoF warp", channels=passthrough_rule(0, pinned_args=(1, 2, 3)))
+        channels = rules().passthrough_rule(0, pinned_args=(1, 2, 3))
+        _KIND = OpKind(adacof_warp_op, name="AdaCoF warp", channels=channels)
     return _KIND
 
 

@@ -11,14 +11,13 @@ from torch import nn
 
 import sdesign_adacof.plugin as plugin
 from sdesign_adacof import CDFI, AdaCoF
+from sdesign_adacof import _core
 from sdesign_adacof.models.unet import HEADS, KERNEL_HEADS, full_widths
-from sparsenet_design import rules
 
-reconstruct_module = pytest.importorskip("sparsenet_design.rebuild.reconstruct",
-                                         reason="the core's reconstruct() is not available yet")
-reconstruct = reconstruct_module.reconstruct
-apply_spec = reconstruct_module.apply_spec
-from sparsenet_design.kinds.prunable import prunable_layers  # noqa: E402
+rules = _core.rules()  # the core's modules, in either of its package layouts
+reconstruct = _core.reconstruct().reconstruct
+apply_spec = _core.apply_spec
+prunable_layers = _core.prunable().prunable_layers
 
 MODEL_FILES = Path(plugin.__file__).with_name("model_files")
 
@@ -151,9 +150,27 @@ def test_cdfi_model_file_builds_on_a_spec(tmp_path, monkeypatch):
     _, spec = reconstruct(model, frames(), densities={name: 0.05 for name, _ in prunable_layers(model)})
     path = tmp_path / "unet.json"
     spec.save(path)
-    monkeypatch.setattr(mf, "UNET_SPEC", str(path))
+    monkeypatch.setattr(mf, "SPEC", str(path))
     monkeypatch.setattr(mf, "KERNEL_SIZE", 5)
     monkeypatch.setattr(mf, "DILATION", 1)
     cdfi = mf.build_model()
     assert isinstance(cdfi, CDFI) and cdfi.unet.encoder_widths() != AdaCoF(5, 1).unet.encoder_widths()
     assert cdfi(*mf.example_inputs()).shape == (1, 3, 64, 64)
+    # the paper's way: the F=5 spec's widths on an F=11, d=2 CDFI
+    monkeypatch.setattr(mf, "KERNEL_SIZE", 11)
+    monkeypatch.setattr(mf, "DILATION", 2)
+    plus = mf.build_model()
+    assert plus.kernel_size == 11 and plus.unet.encoder_widths() == cdfi.unet.encoder_widths()
+    assert plus.unet.weight1[-2].out_channels == 121 and plus(*mf.example_inputs()).shape == (1, 3, 64, 64)
+
+
+def test_rebuilt_model_keeps_its_mode():
+    """A compact model made from a published-mode model warps as published."""
+    from sdesign_adacof.models.mode import PUBLISHED
+
+    torch.manual_seed(0)
+    model = AdaCoF(5, 1, widths=small_widths(5), mode=PUBLISHED)
+    inputs = frames(seed=7)
+    compact, _ = reconstruct(model, inputs, densities=random_densities(model, 7))
+    assert compact.mode == PUBLISHED
+    assert compact(*inputs).shape == inputs[0].shape

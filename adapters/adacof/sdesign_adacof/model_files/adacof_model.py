@@ -1,21 +1,22 @@
 """AdaCoF as a model file for the core: ``sdesign prune adacof_model.py``.
 
 F and d come from the environment (``SDESIGN_ADACOF_KERNEL_SIZE``, default 5;
-``SDESIGN_ADACOF_DILATION``, default 1: the paper's compression experiments).
-Training data are synthetic moving-patch triplets (64×64), so the file runs
-without any dataset. The warp op pins the F² kernel/offset outputs, the
-occlusion mask has one channel (⌈√d·1⌉ = 1) and the RGB output is a model
-output, so none of them changes width when the U-Net is rebuilt.
+``SDESIGN_ADACOF_DILATION``, default 1: the paper's compression experiments),
+the same variables the paper model files read. Training data are synthetic
+moving-patch triplets (64×64), so the file runs without any dataset; the loss
+is Charbonnier + 0.01 · g_Spatial (the published smoothness term). The warp op
+pins the F² kernel/offset outputs, the occlusion mask has one channel
+(⌈√d·1⌉ = 1) and the RGB output is a model output, so none of them changes
+width when the U-Net is rebuilt.
 """
-import os
-
 import torch
 
 from sdesign_adacof import AdaCoF
 from sdesign_adacof.model_files import interpolation_loss, moving_patch_triplets, psnr_on
+from sdesign_adacof.training import env
 
-KERNEL_SIZE = int(os.environ.get("SDESIGN_ADACOF_KERNEL_SIZE", "5"))
-DILATION = int(os.environ.get("SDESIGN_ADACOF_DILATION", "1"))
+KERNEL_SIZE = int(env("KERNEL_SIZE", "5"))
+DILATION = int(env("DILATION", "1"))
 HEADLINE_METRIC = "psnr"
 DEFAULTS = {"lr": 1e-2, "lam": 1e-5, "batch_size": 8}
 

@@ -3,31 +3,26 @@
 Without a spec this is the paper's final model: the published compact U-Net
 (F=11, d=2) with the feature pyramid, GridNet and path selection. To put the
 upgrades on a U-Net that ``sdesign reconstruct`` produced from
-``adacof_model.py``, set ``SDESIGN_ADACOF_UNET_SPEC`` to that design spec (run
-the AdaCoF file with the same ``SDESIGN_ADACOF_KERNEL_SIZE`` /
-``SDESIGN_ADACOF_DILATION`` as here; defaults 11 and 2).
+``adacof_model.py``, set ``SDESIGN_ADACOF_SPEC`` to that design spec; a spec
+made at another kernel size (e.g. F=5) gives its widths to an F-sized U-Net
+here (``SDESIGN_ADACOF_KERNEL_SIZE`` / ``SDESIGN_ADACOF_DILATION``, defaults 11
+and 2). These are the variables the paper model files read too.
 """
-import os
-
 import torch
 
-from sdesign_adacof import CDFI, AdaCoF
+from sdesign_adacof import training as _t
 from sdesign_adacof.model_files import interpolation_loss, moving_patch_triplets, psnr_on
 
-KERNEL_SIZE = int(os.environ.get("SDESIGN_ADACOF_KERNEL_SIZE", "11"))
-DILATION = int(os.environ.get("SDESIGN_ADACOF_DILATION", "2"))
-UNET_SPEC = os.environ.get("SDESIGN_ADACOF_UNET_SPEC")
+KERNEL_SIZE = int(_t.env("KERNEL_SIZE", "11"))
+DILATION = int(_t.env("DILATION", "2"))
+SPEC = _t.env("SPEC", None) or None
 HEADLINE_METRIC = "psnr"
 DEFAULTS = {"lr": 1e-3, "lam": 1e-5, "batch_size": 8}
 
 
 def build_model():
-    if not UNET_SPEC:
-        return CDFI(kernel_size=KERNEL_SIZE, dilation=DILATION)
-    from sparsenet_design.rebuild.reconstruct import apply_spec
-
-    compact = apply_spec(AdaCoF(KERNEL_SIZE, DILATION), UNET_SPEC)
-    return CDFI(compact, kernel_size=KERNEL_SIZE, dilation=DILATION)
+    return _t.build_cdfi(_t.Settings(kernel_size=KERNEL_SIZE, dilation=DILATION, spec=SPEC, width=1.0,
+                                     mode="exact"))
 
 
 def example_inputs():

@@ -3,16 +3,25 @@
     sdesign prune paper_adacof.py --lr 0.1 --lam 1e-5 --epochs 20 --n-p 10 --out runs/adacof-prune
     sdesign reconstruct runs/adacof-prune --strategy min --out runs/adacof-design
 
+Defaults follow the published code (CDFI train.py): AdaCoF F=5, d=1; whole
+256×448 frames with random flips and temporal swap, batch 8; a seeded random
+1000-triplet subset (TRAIN_LIMIT) for sparsifying; loss Charbonnier + 0.005 ·
+VGG16 conv4_3 (before its ReLU, raw [0, 1] input) + 0.01 · g_Spatial;
+retraining with AdaMax, lr 1e-3 halved every 20 epochs.
+
 Settings come from SDESIGN_ADACOF_* environment variables (see
 ``sdesign_adacof.training.Settings``): TRAIN (default synthetic; the paper:
-vimeo:PATH with TRAIN_LIMIT=1000), VAL (default synthetic; e.g.
-middlebury:PATH), CROP, BATCH, KERNEL/DILATION (5/1, or 11/2 for AdaCoF+),
-WIDTH (scale the U-Net for toy runs), and SDESIGN_VGG16_WEIGHTS or
+vimeo:PATH), TRAIN_LIMIT (1000), VAL (default synthetic; e.g.
+middlebury:PATH), CROP (0: whole frames), BATCH (8), KERNEL_SIZE / DILATION
+(5/1, or 11/2 for AdaCoF+), LR (1e-3, for `sdesign train`), SMOOTHNESS
+(g_spatial | tv: paper eq. 9), PERCEPTUAL (published | imagenet), MODE (exact |
+published | published-training: the published warp kernels), WIDTH (scale the
+U-Net for toy runs), SEED, and SDESIGN_VGG16_WEIGHTS or
 SDESIGN_ADACOF_NO_PERCEPTUAL=1 for the perceptual term.
 """
 from sdesign_adacof import training as _t
 
-_settings = _t.Settings()
+_settings = _t.Settings.for_adacof()
 HEADLINE_METRIC = "psnr"
 DEFAULTS = {"lr": 0.1, "lam": 1e-5, "epochs": 20, "n_p": 10, "strategy": "min", "train_epochs": 100,
             "batch_size": _settings.batch_size}
@@ -46,5 +55,6 @@ def evaluate(model):
     return _t.validate(model, _validation)
 
 
-def make_optimizer(params):
-    return _t.make_optimizer(params)
+def make_optimizer(params, lr=None):
+    """AdaMax, lr halved every 20 epochs; ``lr`` (default SDESIGN_ADACOF_LR or 1e-3) changes only the rate."""
+    return _t.make_optimizer(params, _settings.lr if lr is None else lr)
