@@ -5,8 +5,9 @@
     sdesign adacof interpolate A.png B.png -o MID.png --model cdfi --weights W.safetensors
     sdesign adacof video IN.mp4 --factor 4 -o OUT.mp4 --model cdfi --weights W.safetensors
     sdesign adacof synth OUT_DIR --count 100 --size 128x128
+    sdesign adacof convert CDFI_adacof.pth --arch cdfi -o cdfi.safetensors
 
-Scores follow the paper's protocol (see ``metrics.py``); tables look like the
+Scores follow the published protocol (see ``metrics.py``); tables look like the
 paper's Table 3 and every command that scores writes a per-image CSV.
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ from sparsenet_design.errors import SdesignError
 from .data import DATASET_KINDS, find_triplets
 from .imageio_utils import FrameSink, open_frames, read_image, write_image
 from .interpolate import FACTORS, Interpolator, count_parameters, load_model
-from .metrics import load_lpips, mean_scores, score_triplets
+from .metrics import METRICS, load_lpips, mean_scores, score_triplets
+from .models.mode import MODES
 
 out = Console(width=None if Console().is_terminal else 160)  # wide tables in logs and CliRunner
 err = Console(stderr=True)
@@ -50,16 +52,21 @@ def _friendly(fn):
 
 @click.group(name="adacof")
 def adacof() -> None:
-    """AdaCoF / CDFI frame interpolation: evaluate, score, interpolate, video."""
+    """AdaCoF / CDFI frame interpolation: evaluate, score, interpolate, video, convert."""
 
 
 # ------------------------------------------------------------------ options
 def model_options(f):
     for decorator in reversed([
-        click.option("--model", "model_name", default="cdfi", show_default=True,
-                     help="average (frame mean), adacof, adacof+, cdfi, or a model file (*.py) with build_model()."),
+        click.option("--model", "model_name", default=None,
+                     help="average (frame mean), adacof, adacof+, compressed, compressed+, cdfi, or a model file "
+                          "(*.py) with build_model(). Default: the architecture recorded in --weights (by "
+                          "`sdesign adacof convert`), else cdfi."),
         click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Model weights (.safetensors)."),
+                     help="Model weights (.safetensors; `sdesign adacof convert` makes them from published .pth)."),
+        click.option("--mode", "mode", type=click.Choice(["auto", *MODES]), default="auto", show_default=True,
+                     help="Warp sampling/backward and CDFI pyramid geometry: auto = as recorded in --weights "
+                          "(published for converted checkpoints), else exact."),
         click.option("--spec", "specs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
                      help="Design spec(s) of a compact model, applied in order before loading --weights."),
         click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
@@ -69,10 +76,19 @@ def model_options(f):
     return f
 
 
-def _interpolator(model_name, weights, specs, device, amp) -> tuple[Interpolator, int]:
-    net = load_model(model_name, weights, specs)
+def _model_label(model_name, weights) -> str:
+    if model_name is None:
+        from .checkpoints import ARCH_KEY, weights_metadata
+
+        return (weights_metadata(weights).get(ARCH_KEY) if weights is not None else None) or "cdfi"
+    return Path(model_name).stem if str(model_name).endswith(".py") else str(model_name)
+
+
+def _interpolator(model_name, weights, specs, device, amp, mode="auto") -> tuple[Interpolator, int]:
+    net = load_model(model_name, weights, specs, mode)
     if weights is None and model_name != "average":
-        err.print(f"[yellow]warning: no --weights given; {model_name} runs with its initial (untrained) weights")
+        err.print(f"[yellow]warning: no --weights given; {_model_label(model_name, weights)} runs with its "
+                  "initial (untrained) weights")
     try:
         return Interpolator(net, device, amp), count_parameters(net)
     except RuntimeError as exc:
@@ -89,7 +105,8 @@ def _datasets_option(f):
 
 def _lpips_option(f):
     return click.option("--lpips-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        help="SqueezeNet 1.1 ImageNet weights for LPIPS (or SDESIGN_LPIPS_WEIGHTS).")(f)
+                        help="SqueezeNet 1.1 ImageNet weights for LPIPS (or SDESIGN_LPIPS_WEIGHTS; default: "
+                             "the torch hub cache, downloaded there as torchvision does when online).")(f)
 
 
 def _progress() -> Progress:
@@ -98,28 +115,35 @@ def _progress() -> Progress:
 
 
 # ------------------------------------------------------------------- tables
+_DIGITS = {"psnr": 2, "ssim": 3, "ssim_gaussian": 3, "lpips": 3, "lpips_published": 3}
+
+
 def results_table(title: str, results: dict[str, dict[str, float]], params: int | None,
                   lpips_reason: str = "") -> Table:
-    """Paper's Table 3 layout: per dataset PSNR / SSIM / LPIPS, then parameters."""
+    """The paper's Table 3 layout: per dataset PSNR / SSIM / LPIPS, then
+    parameters; plus the Gaussian-window SSIM (RIFE, IFRNet, EMA-VFI) and the
+    LPIPS of the published test (the paper's LPIPS column)."""
     table = Table(title=title)
     table.add_column("")
     for name in results:
-        for metric in ("PSNR", "SSIM", "LPIPS"):
-            table.add_column(f"{name}\n{metric}", justify="right")
+        for heading in METRICS.values():
+            table.add_column(f"{name}\n{heading}", justify="right")
     table.add_column("Parameters\n(million)", justify="right")
     cells = []
     for scores in results.values():
-        cells += [f"{scores['psnr']:.2f}", f"{scores['ssim']:.3f}",
-                  f"{scores['lpips']:.3f}" if "lpips" in scores else "n/a"]
+        cells += [f"{scores[k]:.{_DIGITS[k]}f}" if k in scores else "n/a" for k in METRICS]
     table.add_row(title, *cells, f"{params / 1e6:.2f}" if params is not None else "–")
+    captions = ["SSIM: skimage, 7×7 uniform window (published); SSIM (Gaussian): 11×11×3 Gaussian (RIFE); "
+                "LPIPS: inputs scaled to [−1, 1]; LPIPS as published: [0, 1] inputs (the paper's column)"]
     if lpips_reason:
-        table.caption = f"LPIPS n/a: {lpips_reason}"
+        captions.append(f"LPIPS n/a: {lpips_reason}")
+    table.caption = "\n".join(captions)
     return table
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "dataset", "name", "psnr", "ssim", "lpips"]
+    fields = ["model", "dataset", "name", *METRICS]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -158,10 +182,10 @@ def _score_all(label, datasets, predict, lpips_weights, split="test"):
 @click.option("--save-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also save every interpolated frame as SAVE_DIR/<dataset>/<triplet>.png.")
 @_friendly
-def evaluate(model_name, weights, specs, device, amp, datasets, lpips_weights, csv_path, save_dir):
+def evaluate(model_name, weights, specs, device, amp, mode, datasets, lpips_weights, csv_path, save_dir):
     """Interpolate every triplet of the datasets and score PSNR / SSIM / LPIPS
-    (the paper's protocol); prints a table like the paper's Table 3."""
-    interp, params = _interpolator(model_name, weights, specs, device, amp)
+    (the published protocol); prints a table like the paper's Table 3."""
+    interp, params = _interpolator(model_name, weights, specs, device, amp, mode)
 
     def predict(triplet, frame0, frame1):
         mid = interp(frame0, frame1)
@@ -169,7 +193,7 @@ def evaluate(model_name, weights, specs, device, amp, datasets, lpips_weights, c
             write_image(save_dir / f"{triplet.name}.png", mid)
         return mid
 
-    label = Path(model_name).stem if model_name.endswith(".py") else model_name
+    label = _model_label(model_name, weights)
     results, rows, lpips_status = _score_all(label, datasets, predict, lpips_weights)
     out.print(results_table(label, results, params, lpips_status.reason))
     out.print(f"per-image scores → {write_csv(csv_path, rows)}")
@@ -212,13 +236,13 @@ def score(pred_dir, datasets, lpips_weights, csv_path, label):
               help="Where to write the middle frame (PNG).")
 @model_options
 @_friendly
-def interpolate(frame0, frame1, out_path, model_name, weights, specs, device, amp):
+def interpolate(frame0, frame1, out_path, model_name, weights, specs, device, amp, mode):
     """Write the frame halfway between FRAME0 and FRAME1."""
     a, b = read_image(frame0), read_image(frame1)
     if a.shape != b.shape:
         raise SdesignError(f"{frame0.name} is {a.shape[2]}×{a.shape[1]} but {frame1.name} is "
                            f"{b.shape[2]}×{b.shape[1]} (W×H); the two frames must have the same size")
-    interp, _ = _interpolator(model_name, weights, specs, device, amp)
+    interp, _ = _interpolator(model_name, weights, specs, device, amp, mode)
     start = time.perf_counter()
     mid = interp(a, b)
     write_image(out_path, mid)
@@ -234,13 +258,13 @@ def interpolate(frame0, frame1, out_path, model_name, weights, specs, device, am
 @click.option("--fps", type=float, default=None, help="Input frame rate (default: the video's, or 25 for a folder).")
 @model_options
 @_friendly
-def video(source, factor, out_path, fps, model_name, weights, specs, device, amp):
+def video(source, factor, out_path, fps, model_name, weights, specs, device, amp, mode):
     """Raise the frame rate of SOURCE (a video file or a folder of frames) by FACTOR."""
     from .interpolate import interpolate_sequence
 
     factor = int(factor)
     frames = open_frames(source, fps)
-    interp, _ = _interpolator(model_name, weights, specs, device, amp)
+    interp, _ = _interpolator(model_name, weights, specs, device, amp, mode)
     total = (frames.count - 1) * factor + 1 if frames.count else None
     written, start = 0, time.perf_counter()
     with FrameSink(out_path, frames.fps * factor) as sink, _progress() as bar:
@@ -274,3 +298,31 @@ def synth(out_dir, count, size, max_motion, seed):
         raise SdesignError(f"--size must look like 64x96 (H x W), not {size!r}") from None
     write_triplet_folder(out_dir, count, (h, w), max_motion, seed)
     out.print(f"{count} triplets of {h}×{w} → {out_dir}")
+
+
+@adacof.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--arch", required=True, type=click.Choice(["adacof", "adacof+", "compressed", "compressed+", "cdfi"]),
+              help="The published architecture: adacof (F=5, d=1) and adacof+ (F=11, d=2) from AdaCoF-pytorch; "
+                   "compressed, compressed+ and cdfi (F=11, d=2) from CDFI.")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The weights file to write (.safetensors).")
+@click.option("--mode", "mode", type=click.Choice(list(MODES)), default="published", show_default=True,
+              help="The mode recorded with the weights: published reproduces the published forward "
+                   "(truncating warp, published CDFI pyramid geometry); published-training also its backward; "
+                   "exact runs the weights through true bilinear sampling.")
+@_friendly
+def convert(checkpoint, arch, out_path, mode):
+    """Convert a published AdaCoF / CDFI checkpoint (the original .pth, read with
+    torch.load(weights_only=True)) to this plugin's weights. The architecture and
+    mode go into the file, so evaluate / interpolate / video with --weights OUT
+    run it as the published model without further flags."""
+    from .checkpoints import ARCHS, convert_checkpoint
+
+    if out_path.suffix != ".safetensors":
+        raise SdesignError(f"-o {out_path}: converted weights are written as safetensors; name the file *.safetensors")
+    written = convert_checkpoint(checkpoint, arch, out_path, mode)
+    from .interpolate import load_model
+
+    params = count_parameters(load_model(None, written))
+    out.print(f"{checkpoint.name} → {written}: {ARCHS[arch].title}, {params / 1e6:.2f}M parameters, mode {mode}")

@@ -22,7 +22,7 @@ from .imageio_utils import tensor_to_uint8, uint8_to_tensor
 
 PAD_MULTIPLE = 32
 FACTORS = (2, 4, 8)
-BUILTIN_MODELS = ("average", "adacof", "adacof+", "cdfi")
+BUILTIN_MODELS = ("average", "adacof", "adacof+", "compressed", "compressed+", "cdfi")
 
 
 class FrameAverage(nn.Module):
@@ -105,46 +105,73 @@ def interpolate_sequence(interp: Interpolator, frames: Iterable[np.ndarray], fac
 
 
 # ------------------------------------------------------------------- loading
-def build_builtin(name: str) -> nn.Module:
-    """``average`` or a part-1 architecture by name, freshly initialised."""
+def build_builtin(name: str, mode=None) -> nn.Module:
+    """``average`` or a published architecture by name (adacof, adacof+,
+    compressed, compressed+, cdfi), freshly initialised."""
     if name == "average":
         return FrameAverage()
-    if name in ("adacof", "adacof+"):
-        from .models.adacof import AdaCoF
+    from .checkpoints import ARCHS
 
-        return AdaCoF(kernel_size=5, dilation=1) if name == "adacof" else AdaCoF(kernel_size=11, dilation=2)
-    if name == "cdfi":
-        from .models.cdfi import CDFI
-
-        return CDFI()
+    if name in ARCHS:
+        return ARCHS[name].build(mode)
     raise SdesignError(f"unknown model {name!r}: give one of {', '.join(BUILTIN_MODELS)} or a model file (*.py)")
 
 
-def load_model(model: str | os.PathLike, weights: str | os.PathLike | None = None,
-               specs: Sequence[str | os.PathLike] = ()) -> nn.Module:
+_PYTORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
+
+
+def load_model(model: str | os.PathLike | None, weights: str | os.PathLike | None = None,
+               specs: Sequence[str | os.PathLike] = (), mode=None) -> nn.Module:
     """A model from a built-in name or a model file (``build_model()``), with
-    design specs applied in order and weights (safetensors) loaded."""
+    design specs applied in order and weights (safetensors) loaded.
+
+    Weights written by ``sdesign adacof convert`` name their architecture and
+    mode: with ``model=None`` the architecture comes from the file, and the
+    model runs in the file's mode unless ``mode`` (a preset name or
+    :class:`~sdesign_adacof.models.mode.Mode`; ``"auto"`` = the file's) says
+    otherwise. Without such metadata, ``model=None`` means ``cdfi``."""
+    from .checkpoints import ARCH_KEY, ARCHS, apply_weights_mode, guess_arch, read_checkpoint, weights_metadata
+
+    if weights is not None and Path(weights).suffix.lower() in _PYTORCH_SUFFIXES:
+        hint = ""
+        try:
+            guessed = guess_arch(read_checkpoint(weights)) if Path(weights).is_file() else None
+            hint = f" (it looks like arch {guessed!r})" if guessed else ""
+        except SdesignError:
+            pass
+        raise CheckpointError(
+            f"--weights {weights} is a PyTorch checkpoint{hint}; weights are loaded from safetensors. If it is a "
+            f"published AdaCoF/CDFI checkpoint, convert it once: sdesign adacof convert {weights} --arch "
+            f"{'ARCH' if not hint else guessed} -o weights.safetensors (ARCH: {', '.join(ARCHS)}).")
+    metadata = weights_metadata(weights) if weights is not None else {}
+    arch = metadata.get(ARCH_KEY)
+    if model is None:
+        model = arch or "cdfi"
     model = str(model)
-    if model.endswith(".py") or Path(model).is_file():
+    is_file = model.endswith(".py") or Path(model).is_file()
+    if arch and not is_file and model != arch:
+        raise SdesignError(f"{weights} holds converted {arch!r} weights but --model is {model!r}; pass "
+                           f"--model {arch} or leave --model out.")
+    if is_file:
         from sparsenet_design.modelfile import load_model_file
 
         net = load_model_file(model).build_model()
     else:
         net = build_builtin(model)
     if specs:
-        from sparsenet_design.rebuild.reconstruct import apply_spec
-        from sparsenet_design.design.spec import DesignSpec
+        from ._core import apply_spec, load_spec
 
         for spec in specs:
             if not Path(spec).is_file():
                 raise SdesignError(f"spec file {spec} does not exist")
-            net = apply_spec(net, DesignSpec.load(Path(spec)))
+            net = apply_spec(net, load_spec(Path(spec)))
     if weights is not None:
-        from sparsenet_design.training.checkpoint import load_weights
+        from ._core import checkpoint
 
         if not Path(weights).is_file():
             raise CheckpointError(f"weights file {weights} does not exist")
-        load_weights(net, weights)
+        checkpoint().load_weights(net, weights)
+    apply_weights_mode(net, metadata, None if mode in (None, "auto") else mode)
     return net
 
 

@@ -172,3 +172,131 @@ def test_video_frames_of_different_sizes(tmp_path):
 def test_dataset_errors_are_one_paragraph(tmp_path):
     result = run("evaluate", "--model", "average", "--dataset", "middlebury", tmp_path)
     assert result.exit_code == 1 and "Expected layout" in result.output and "Traceback" not in result.output
+
+
+# ------------------------------------- the frame-average protocol check
+def _published_scores(f0: Path, f1: Path, gt: Path, out: Path) -> tuple[float, float, np.ndarray]:
+    """The published test's path with the frame average as the model: torchvision
+    ToTensor, save_image, read back, skimage PSNR / SSIM on float32 arrays."""
+    from PIL import Image
+    from torchvision.transforms.functional import to_tensor
+    from torchvision.utils import save_image
+
+    load = lambda p: to_tensor(Image.open(p).convert("RGB"))  # noqa: E731
+    a, b, g = load(f0), load(f1), load(gt)
+    save_image(((a + b) / 2).unsqueeze(0), out)
+    ref = load(out).numpy()
+    g = g.numpy()
+    p = peak_signal_noise_ratio(image_true=g, image_test=ref, data_range=1)
+    s = structural_similarity(np.transpose(g, (1, 2, 0)), np.transpose(ref, (1, 2, 0)), data_range=1,
+                              channel_axis=-1)
+    return p, s, np.asarray(Image.open(out).convert("RGB"))
+
+
+def _generated(kind: str, root: Path) -> Path:
+    """Generated triplets in the dataset's layout (odd sizes, many exact halves)."""
+    from sdesign_adacof.synthetic import make_triplet
+
+    sizes = [(45, 70), (64, 64), (37, 50), (80, 33)]
+    for i, size in enumerate(sizes):
+        f0, mid, f1 = make_triplet(i, size, max_motion=6, seed=7)
+        if kind == "middlebury":
+            paths = (root / "input" / f"seq{i}" / "frame10.png", root / "gt" / f"seq{i}" / "frame10i11.png",
+                     root / "input" / f"seq{i}" / "frame11.png")
+        else:
+            paths = tuple(root / str(i + 1) / n for n in ("frame_00.png", "frame_01_gt.png", "frame_02.png"))
+        for p, img in zip(paths, (f0, mid, f1)):
+            write_image(p, img)
+    return root
+
+
+def _protocol_case(kind: str, tmp_path: Path, every: int = 1):
+    from sdesign_adacof.data import find_triplets
+
+    shared = DATA / {"middlebury": "middlebury_others", "ucf101": "ucf101"}[kind]
+    root = shared if shared.is_dir() else _generated(kind, tmp_path / f"generated_{kind}")
+    triplets = find_triplets(kind, root)[::every]
+    if every > 1:  # score a subset: a folder of links in the same layout
+        root = tmp_path / f"subset_{kind}"
+        for t in triplets:
+            for src in (t.frame0, t.gt, t.frame1):
+                dst = root / src.relative_to(src.parents[1 if kind == "middlebury" else 0].parent)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(src)
+    result = run("evaluate", "--model", "average", "--dataset", kind, root, "--csv", tmp_path / f"{kind}.csv",
+                 "--save-dir", tmp_path / f"{kind}_frames")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in _rows(tmp_path / f"{kind}.csv")}
+    assert len(rows) == len(triplets)
+    worst_p = worst_s = 0.0
+    for t in triplets:
+        p, s, saved = _published_scores(t.frame0, t.frame1, t.gt, tmp_path / "published.png")
+        ours = read_uint8(tmp_path / f"{kind}_frames" / f"{t.name}.png")
+        assert np.array_equal(ours, saved), t.name  # the same 8-bit frame as save_image
+        worst_p = max(worst_p, abs(float(rows[t.name]["psnr"]) - p))
+        worst_s = max(worst_s, abs(float(rows[t.name]["ssim"]) - s))
+    assert worst_p < 1e-4 and worst_s < 1e-5, (worst_p, worst_s)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["middlebury", "ucf101"])
+def test_frame_average_scores_as_save_image_and_skimage(kind, tmp_path):
+    """Our protocol (evaluate) against the published path (save_image + scikit-image),
+    per image to 1e-4 dB: on ../shared/data (all of Middlebury, every 10th UCF101
+    triplet) when it is there, else on generated triplets in the same layouts."""
+    _protocol_case(kind, tmp_path, every=10 if kind == "ucf101" and (DATA / "ucf101").is_dir() else 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "ucf101").is_dir(), reason="../shared/data/ucf101 not present (the fast test runs)")
+def test_frame_average_all_379_ucf101_triplets(tmp_path):
+    _protocol_case("ucf101", tmp_path)
+
+
+def test_convert_then_evaluate_runs_as_published(tmp_path, synth_dir):
+    """`convert` writes our weights with the arch and mode; evaluate, interpolate
+    and video pick them up without further flags."""
+    import torch
+
+    from sdesign_adacof.checkpoints import ARCH_KEY, ARCHS, MODE_KEY, weights_metadata
+    from sdesign_adacof.interpolate import load_model
+
+    torch.manual_seed(0)
+    ours = ARCHS["compressed"].build()
+    published = {}
+    for key, value in ours.state_dict().items():  # the published key names of a compressed AdaCoF
+        block, rest = key.split(".", 2)[1], key.split(".", 2)[2]
+        published[f"get_kernel.module{block[0].upper() + block[1:]}.{rest}"] = value  # conv1 -> moduleConv1
+    torch.save({"epoch": 3, "state_dict": published}, tmp_path / "compressed_adacof_F_5_D_1.pth")
+    result = run("convert", tmp_path / "compressed_adacof_F_5_D_1.pth", "--arch", "compressed",
+                 "-o", tmp_path / "c.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "compressed AdaCoF (F=5, d=1)" in result.output and "mode published" in result.output
+    meta = weights_metadata(tmp_path / "c.safetensors")
+    assert meta[ARCH_KEY] == "compressed" and '"truncate"' in meta[MODE_KEY]
+    model = load_model(None, tmp_path / "c.safetensors")
+    assert model.mode.truncate and torch.equal(model.unet.conv1[0].weight, ours.unet.conv1[0].weight)
+
+    result = run("evaluate", "--weights", tmp_path / "c.safetensors", "--dataset", "folder", synth_dir,
+                 "--csv", tmp_path / "c.csv")
+    assert result.exit_code == 0, result.output
+    assert "compressed" in result.output and "LPIPS as published" in result.output
+    files = sorted(synth_dir.iterdir())[0]
+    result = run("interpolate", files / "frame_00.png", files / "frame_02.png", "-o", tmp_path / "mid.png",
+                 "--weights", tmp_path / "c.safetensors")
+    assert result.exit_code == 0, result.output
+    # the same weights in the exact mode give another frame
+    result = run("interpolate", files / "frame_00.png", files / "frame_02.png", "-o", tmp_path / "mid_exact.png",
+                 "--weights", tmp_path / "c.safetensors", "--mode", "exact")
+    assert result.exit_code == 0, result.output
+    assert not np.array_equal(read_uint8(tmp_path / "mid.png"), read_uint8(tmp_path / "mid_exact.png"))
+
+    result = run("evaluate", "--model", "cdfi", "--weights", tmp_path / "c.safetensors", "--dataset", "folder",
+                 synth_dir)
+    assert result.exit_code != 0 and "holds converted 'compressed' weights" in result.output
+    result = run("evaluate", "--weights", tmp_path / "compressed_adacof_F_5_D_1.pth", "--dataset", "folder",
+                 synth_dir)
+    assert result.exit_code != 0 and "sdesign adacof convert" in result.output and "'compressed'" in result.output
+    result = run("convert", tmp_path / "compressed_adacof_F_5_D_1.pth", "--arch", "cdfi",
+                 "-o", tmp_path / "x.safetensors")
+    assert result.exit_code != 0 and "try arch='compressed'" in result.output
