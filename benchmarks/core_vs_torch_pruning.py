@@ -77,7 +77,7 @@ def measure(job: tuple[str, str, int, int]) -> dict:
     from rebuild_check import random_densities
     from zoo_coverage import build, example_input
 
-    from sparsenet_design.rebuild.reconstruct import design_spec, reconstruct
+    from sparsenet_design import design_spec, reconstruct
     from sparsenet_design.tracing.trace import trace
 
     warnings.filterwarnings("ignore")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from sparsenet_design.kinds.prunable import prunable_layers
-from sparsenet_design.rebuild.reconstruct import apply_spec, reconstruct
+from sparsenet_design import apply_spec, reconstruct
 from sparsenet_design.design.spec import DesignSpec
 
 

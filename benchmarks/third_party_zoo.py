@@ -198,7 +198,7 @@ def _analysis_timing(row: _Row, example, densities, repeats: int) -> None:
     """``design_spec`` against ``build_dependency``, in turns, after one warm-up each."""
     from core_vs_torch_pruning import _timed_together
 
-    from sparsenet_design.rebuild.reconstruct import design_spec
+    from sparsenet_design import design_spec
 
     row.stage("timing")
     contenders = {}

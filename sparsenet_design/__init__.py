@@ -5,7 +5,9 @@ and rebuild a compact dense model whose widths follow that density (the √d rul
 """
 from .design.density import DensityReport, density_report
 from .errors import SdesignError
-from .rebuild.reconstruct import apply_spec, design_spec, reconstruct
+from .design.analysis import design_spec
+from .rebuild.build import apply_spec
+from .rebuild.reconstruct import reconstruct
 from .design.spec import DesignSpec
 
 __version__ = "0.1.0"

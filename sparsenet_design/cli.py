@@ -59,7 +59,7 @@ def _seeded_model(mf: ModelFile, seed: int) -> nn.Module:
 def _apply_specs(model: nn.Module, spec_paths: Sequence[str | Path]) -> nn.Module:
     if not spec_paths:
         return model
-    from .rebuild.reconstruct import apply_spec
+    from .rebuild.build import apply_spec
     from .design.spec import DesignSpec
 
     for path in spec_paths:

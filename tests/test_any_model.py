@@ -27,7 +27,7 @@ if str(ROOT / "benchmarks") not in sys.path:
 from rebuild_check import check_rebuild, param_count, random_densities  # noqa: E402
 
 from sparsenet_design.kinds.prunable import prunable_layers  # noqa: E402
-from sparsenet_design.rebuild.reconstruct import reconstruct  # noqa: E402
+from sparsenet_design import reconstruct  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

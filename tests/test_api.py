@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sparsenet_design.api import CompressResult, compress, sparsify
 from sparsenet_design.design.density import density_report
-from sparsenet_design.rebuild.reconstruct import apply_spec
+from sparsenet_design import apply_spec
 
 
 @pytest.fixture(autouse=True)

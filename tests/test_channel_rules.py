@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design import reconstruct
 from sparsenet_design.kinds.prunable import prunable_layers
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sparsenet_design.training.checkpoint import load_checkpoint, read_weights
 from sparsenet_design.cli import main
 from sparsenet_design.modelfile import load_model_file
-from sparsenet_design.rebuild.reconstruct import apply_spec
+from sparsenet_design import apply_spec
 from sparsenet_design.design.spec import DesignSpec
 
 ROOT = Path(__file__).resolve().parents[1]

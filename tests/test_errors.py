@@ -135,7 +135,7 @@ def test_bad_option_is_a_usage_error(tmp_path):
 
 def test_spec_for_another_model(tmp_path):
     from sparsenet_design.modelfile import load_model_file
-    from sparsenet_design.rebuild.reconstruct import reconstruct
+    from sparsenet_design import reconstruct
 
     other = write(tmp_path, TINY.read_text().replace(
         "nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)",

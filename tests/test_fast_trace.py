@@ -14,9 +14,8 @@ import torch.fx as fx
 from hypothesis import HealthCheck, given, settings
 from torch import nn
 
-from sparsenet_design.errors import TraceError
 from sparsenet_design.tracing.lean import Unsupported, lean_trace
-from sparsenet_design.rebuild.reconstruct import design_spec
+from sparsenet_design import design_spec
 from sparsenet_design.tracing.trace import _is_leaf, _LeafAwareTracer, trace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -107,7 +107,7 @@ class _CatThenChunk(torch.nn.Module):
 
 
 def test_chunk_of_concat_with_unequal_densities():
-    from sparsenet_design.rebuild.reconstruct import reconstruct
+    from sparsenet_design import reconstruct
 
     model, x = _CatThenChunk().eval(), torch.randn(1, 3, 8, 8)
     compact, _ = reconstruct(model, x, "min", {"a": 0.1, "b": 1.0, "head": 1.0})
@@ -126,7 +126,7 @@ class _TupleOut(torch.nn.Module):
 def test_outputs_inside_containers_are_pinned_not_repaired():
     """Without the output pin the widths of ``b`` change, verification pins every
     top-level module and nothing is compressed (all detection/segmentation models)."""
-    from sparsenet_design.rebuild.reconstruct import reconstruct
+    from sparsenet_design import reconstruct
 
     model, x = _TupleOut().eval(), torch.randn(1, 3, 8, 8)
     compact, spec = reconstruct(model, x, "min", {"a": 0.25, "b": 0.25}, verify=False)

@@ -8,7 +8,7 @@ from torch import nn
 
 from sparsenet_design.errors import CheckpointError, SdesignError, SpecMismatchError, TraceError
 from sparsenet_design.kinds.prunable import prunable_layers
-from sparsenet_design.rebuild.reconstruct import apply_spec, reconstruct
+from sparsenet_design import apply_spec, reconstruct
 from sparsenet_design.kinds import OpKind, registered
 from sparsenet_design.kinds.rules import passthrough_rule
 from sparsenet_design.design.spec import DesignSpec

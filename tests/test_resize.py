@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design import reconstruct
 from sparsenet_design.kinds import layer_kind
 from sparsenet_design.rebuild.resize import fresh_init, resize_module
 

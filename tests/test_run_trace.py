@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from torch import nn
 
 from sparsenet_design.errors import TraceError
-from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design import reconstruct
 from sparsenet_design.tracing.run import ForwardFailed, _Recorder, run_trace
 from sparsenet_design.tracing.shapes import record_shapes
 from sparsenet_design.tracing.trace import _is_leaf, _symbolic, describe_tracer, trace

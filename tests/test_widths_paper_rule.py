@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet_design.rebuild.reconstruct import reconstruct
+from sparsenet_design import reconstruct
 from sparsenet_design.design.widths import proposed_slice
 
 

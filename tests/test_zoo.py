@@ -70,7 +70,7 @@ def test_min_never_wider_than_max():
     build, shape = ZOO_MODELS["unet"]
     model = build().eval()
     x = torch.randn(*shape)
-    from sparsenet_design.rebuild.reconstruct import reconstruct
+    from sparsenet_design import reconstruct
 
     densities = random_densities(model, seed=3)
     _, lo = reconstruct(model, x, "min", densities, verify=False)
@@ -121,7 +121,7 @@ class _Gated(torch.nn.Module):
 
 
 def test_value_dependent_code_is_traced_by_running_and_noted():
-    from sparsenet_design.rebuild.reconstruct import reconstruct
+    from sparsenet_design import reconstruct
 
     _, spec = reconstruct(_Gated().eval(), torch.randn(1, 3, 8, 8), "min", {"conv": 0.5})
     assert spec.settings["tracer"] == "run"
@@ -132,7 +132,7 @@ def test_value_dependent_code_is_traced_by_running_and_noted():
 def test_leaf_module_way_out_works():
     """Marking the value-dependent module a leaf works (it failed before core b5ffdc0:
     the meta shape pass ran the leaf's value-dependent code on meta tensors)."""
-    from sparsenet_design.rebuild.reconstruct import reconstruct
+    from sparsenet_design import reconstruct
 
     model, x = _Gated().eval(), torch.randn(1, 3, 8, 8)
     compact, spec = reconstruct(model, x, "min", {"conv": 0.25, "gate.c": 0.25}, leaf_modules=[_ValueGate])

@@ -44,7 +44,7 @@ def dotted_name(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
 
 
-class _Kind:
+class Kind:
     """Shared by layer and op kinds: a name and a channel rule."""
 
     #: ``rule(ctx) -> None``, see :mod:`sparsenet_design.kinds.rules`; ``None``: no rule, every
@@ -65,7 +65,7 @@ class _Kind:
         return f"<{type(self).__name__} {self.name}: {shown}{more}>"
 
 
-class LayerKind(_Kind):
+class LayerKind(Kind):
     """One kind of layer (``nn.Module`` class). Subclass it and set the class
     attributes, or pass them to the constructor::
 
@@ -219,7 +219,7 @@ class LayerKind(_Kind):
         return own or hasattr(module, "reset_parameters")
 
 
-class OpKind(_Kind):
+class OpKind(Kind):
     """One kind of op: functions or torch ops (``torch.ops.ns.op``, a
     ``torch.library.custom_op``, or a dotted name), and tensor methods by name,
     that share a channel rule::

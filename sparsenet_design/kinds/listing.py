@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import LayerKind, OpKind, _Kind
+from .base import LayerKind, OpKind, Kind
 from .registry import all_kinds
 
 
@@ -33,7 +33,7 @@ def _target_name(target) -> str:
     return f"{module}.{name}" if module else name
 
 
-def _facts(kind: _Kind) -> tuple[str, ...]:
+def _facts(kind: Kind) -> tuple[str, ...]:
     facts = ["channels"] if kind.channels is not None else []
     if isinstance(kind, LayerKind):
         if kind.has_output_shape():

@@ -12,20 +12,6 @@ from torch import nn
 from .registry import layer_kind
 
 
-def register_prunable(cls: type[nn.Module]) -> type[nn.Module]:
-    """Treat ``cls`` (a module with a ``weight`` parameter) as a prunable layer.
-    Shorthand for a :class:`~sparsenet_design.kinds.LayerKind` marked ``prunable``."""
-    from ..rebuild.resize import _kind_for
-    from .registry import register_kind
-
-    known = layer_kind(cls, call=False)
-    if known is None or not known.prunable:
-        kind = _kind_for(cls)
-        kind.prunable = True
-        register_kind(kind)
-    return cls
-
-
 def is_prunable(module: nn.Module) -> bool:
     kind = layer_kind(module, call=False)
     return kind is not None and kind.prunable and isinstance(getattr(module, "weight", None), nn.Parameter)

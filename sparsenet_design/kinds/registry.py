@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from .base import LayerKind, OpKind, _Kind, dotted_name
+from .base import LayerKind, OpKind, Kind, dotted_name
 
 _MISSING = object()
 
@@ -42,14 +42,14 @@ def _own_forward_below(cls: type, owner: type) -> bool:
 
 class KindTable:
     def __init__(self) -> None:
-        self._kinds: list[_Kind] = []
+        self._kinds: list[Kind] = []
         self._lock = threading.RLock()
         self._builtins = "no"  # "no" -> "loading" -> "yes"
         self._clear_caches()
 
     # -- changing the table ---------------------------------------------------
 
-    def register(self, kind: _Kind) -> _Kind:
+    def register(self, kind: Kind) -> Kind:
         if not isinstance(kind, (LayerKind, OpKind)):
             raise TypeError(f"register_kind expects a LayerKind or an OpKind, got {type(kind).__name__}")
         self._ensure_builtins()
@@ -59,12 +59,12 @@ class KindTable:
             self._clear_caches()
         return kind
 
-    def unregister(self, kind: _Kind) -> None:
+    def unregister(self, kind: Kind) -> None:
         with self._lock:
             self._kinds = [k for k in self._kinds if k is not kind]
             self._clear_caches()
 
-    def kinds(self) -> list[_Kind]:
+    def kinds(self) -> list[Kind]:
         self._ensure_builtins()
         return list(self._kinds)
 
@@ -157,20 +157,20 @@ class KindTable:
 KINDS = KindTable()
 
 
-def register_kind(kind: _Kind) -> _Kind:
+def register_kind(kind: Kind) -> Kind:
     """Add a :class:`LayerKind` or :class:`OpKind` to the table (usable on an instance
     at module level; returns it). It takes precedence over kinds registered before
     it for the same classes, functions or methods."""
     return KINDS.register(kind)
 
 
-def unregister_kind(kind: _Kind) -> None:
+def unregister_kind(kind: Kind) -> None:
     """Remove ``kind``; whatever it overrode applies again."""
     KINDS.unregister(kind)
 
 
 @contextlib.contextmanager
-def registered(*kinds: _Kind) -> Iterator[tuple[_Kind, ...]]:
+def registered(*kinds: Kind) -> Iterator[tuple[Kind, ...]]:
     """Register ``kinds`` for the duration of a ``with`` block (tests, experiments)."""
     for kind in kinds:
         KINDS.register(kind)
@@ -181,7 +181,7 @@ def registered(*kinds: _Kind) -> Iterator[tuple[_Kind, ...]]:
             KINDS.unregister(kind)
 
 
-def all_kinds() -> list[_Kind]:
+def all_kinds() -> list[Kind]:
     """Every registered kind, built-in ones first."""
     return KINDS.kinds()
 

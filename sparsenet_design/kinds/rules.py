@@ -29,88 +29,14 @@ The ``register_*_rule`` functions below are shorthands for one-rule kinds.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from .base import LayerKind, OpKind
-from .registry import function_kind, layer_kind, method_kind, register_kind, unregister_kind
+from .registry import function_kind, layer_kind, method_kind
 
 Rule = Callable[[Any], None]
-
-# op kinds made by the shorthand below, one per rule function: ops that share a
-# rule are one kind in the table (all element-wise functions, say)
-_KIND_OF_RULE: dict[Any, OpKind] = {}
-
-
-def _name_of(rule: Rule) -> str:
-    name = getattr(rule, "__name__", "op").strip("_")
-    return (name[: -len("_rule")] if name.endswith("_rule") else name).replace("_", " ")
-
-
-def _add_op(rule: Rule, function: Any = None, method: str | None = None) -> None:
-    kind = _KIND_OF_RULE.get(rule)
-    if kind is None:
-        kind = _KIND_OF_RULE[rule] = OpKind(
-            *([function] if function is not None else []), methods=[method] if method else (), channels=rule,
-            name=_name_of(rule),
-        )
-    else:
-        unregister_kind(kind)  # registered again below: the latest registration takes precedence
-        if function is not None and function not in kind.functions:
-            kind.functions += (function,)
-        if method and method not in kind.methods:
-            kind.methods += (method,)
-    register_kind(kind)
-
-
-def register_function_rule(target: Any, rule: Rule | None = None):
-    """Register ``rule`` for calls of a function or torch op (usable as a decorator).
-    Shorthand for an :class:`~sparsenet_design.kinds.OpKind`.
-
-    ``target`` may also be a dotted name (``"torchvision.ops.stochastic_depth"``'s
-    ``"module.qualname"``), to cover a library without importing it."""
-    if rule is None:
-        return lambda r: register_function_rule(target, r)
-    _add_op(rule, function=target)
-    return rule
-
-
-def register_method_rule(name: str, rule: Rule | None = None):
-    """Register ``rule`` for calls of the tensor method ``name`` (usable as a decorator)."""
-    if rule is None:
-        return lambda r: register_method_rule(name, r)
-    _add_op(rule, method=name)
-    return rule
-
-
-def register_module_rule(cls: type[nn.Module], rule: Rule | None = None):
-    """Register ``rule`` for calls of modules of class ``cls`` (usable as a decorator).
-    Shorthand for a :class:`~sparsenet_design.kinds.LayerKind` of ``cls`` that keeps
-    whatever else the table knows about ``cls`` (its tensors, its shape formula)."""
-    if rule is None:
-        return lambda r: register_module_rule(cls, r)
-    known = layer_kind(cls, call=False)
-    kind = copy.copy(known) if known is not None else LayerKind(cls)
-    kind.classes = (cls,)
-    kind.channels = rule
-    kind.leaf = True
-    register_kind(kind)
-    return rule
-
-
-def register_leaf_module(cls: type[nn.Module]) -> type[nn.Module]:
-    """Trace calls of ``cls`` as one opaque op instead of tracing into them.
-
-    Give such a class a rule too (:func:`register_module_rule`, or a whole
-    :class:`~sparsenet_design.kinds.LayerKind`), or its channels are all pinned.
-    """
-    if layer_kind(cls) is None:
-        register_kind(LayerKind(cls))
-    return cls
-
 
 def module_rule(module: nn.Module) -> Rule | None:
     kind = layer_kind(module)

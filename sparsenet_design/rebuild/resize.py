@@ -9,39 +9,13 @@ their ``forward``: it is about the tensors, not the call.
 """
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from ..kinds.base import LayerKind, select
-from ..kinds.registry import layer_kind, register_kind
-
-
-def _kind_for(cls: type[nn.Module]) -> LayerKind:
-    """A kind of exactly ``cls`` that keeps what the table knows about it, to change."""
-    known = layer_kind(cls, call=False)
-    kind = copy.copy(known) if known is not None else LayerKind(cls)
-    kind.classes = (cls,)
-    return kind
-
-
-def register_param_dims(cls: type[nn.Module], dims: dict[str, dict[int, tuple[str, bool] | str]]) -> None:
-    """Declare how ``cls``'s tensors follow its width attributes, e.g.
-    ``{"weight": {0: "out_features", 1: "in_features"}, "bias": {0: "out_features"}}``.
-    Shorthand for ``LayerKind.tensors``."""
-    kind = _kind_for(cls)
-    kind.tensors = dims
-    register_kind(kind)
-
-
-def register_resizer(cls: type[nn.Module], fn: Callable[..., nn.Module]) -> None:
-    """``fn(module, widths: dict[str, int], indices: dict[str, LongTensor] | None, fresh: bool)``.
-    Shorthand for ``LayerKind.resize``."""
-    kind = _kind_for(cls)
-    kind.resize = fn
-    register_kind(kind)
+from ..kinds.base import select
+from ..kinds.registry import layer_kind
 
 
 def fresh_init(module: nn.Module) -> None:

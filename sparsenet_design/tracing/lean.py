@@ -99,7 +99,7 @@ def _graph_internals_known() -> bool:
 _LEAN_NODES = _graph_internals_known()
 
 
-def _append_node(graph: fx.Graph, op, target, args, kwargs, name, type_expr) -> fx.Node:
+def append_node(graph: fx.Graph, op, target, args, kwargs, name, type_expr) -> fx.Node:
     """``graph.create_node`` without its per-node scan of the arguments for raw
     ``SymInt`` values (a warning about code that this tracer never produces), which
     is a third of the cost of recording a node."""
@@ -212,7 +212,7 @@ class LeanTracer(TracerBase):
     # -- recording --------------------------------------------------------------
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:
-        node = _append_node(self.graph, kind, target, args, kwargs, name, type_expr)
+        node = append_node(self.graph, kind, target, args, kwargs, name, type_expr)
         node.meta["owner"] = self.owners[-1] if self.owners else ""
         return node
 

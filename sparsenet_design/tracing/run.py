@@ -26,24 +26,24 @@ from __future__ import annotations
 import builtins
 import contextlib
 import inspect
-import linecache
 import operator
-import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.fx as fx
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .lean import _append_node
+from .calls import (
+    IN_PLACE_OPERATORS, OPERATORS, VALUE_READS, has_tensor, method_name, property_name, tensors_in, user_line,
+)
+from .lean import append_node
 from .shapes import eval_mode, to_meta
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_MISSING = object()
 
 
 class ForwardFailed(Exception):
@@ -66,73 +66,6 @@ class RunGraph(fx.Graph):
 
     #: ``file:line: code`` of each place that read a traced tensor's values (``bool(t)``, ``t.item()``)
     value_reads: list[str]
-
-
-# -- Tensor operators -------------------------------------------------------------------
-
-_PLAIN = ("eq", "ne", "lt", "gt", "le", "ge", "pos", "neg", "invert", "add", "sub", "mul", "floordiv", "truediv",
-          "mod", "pow", "lshift", "rshift", "and_", "or_", "xor", "getitem", "matmul")
-_REFLECTED = ("add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "lshift", "rshift", "and_", "or_", "xor",
-              "matmul")
-_IN_PLACE = ("iadd", "iand", "ifloordiv", "ilshift", "imod", "imul", "imatmul", "ior", "ipow", "irshift", "isub",
-             "itruediv", "ixor", "setitem")
-
-
-def _operator_table() -> dict[str, tuple[Callable, bool]]:
-    """Tensor dunder method -> (the ``operator`` function fx records for it, reflected?)."""
-    table = {f"__{name.strip('_')}__": (getattr(operator, name), False) for name in _PLAIN + _IN_PLACE}
-    table.update({f"__r{name.strip('_')}__": (getattr(operator, name), True) for name in _REFLECTED})
-    return {dunder: entry for dunder, entry in table.items() if hasattr(torch.Tensor, dunder)}
-
-
-_OPERATORS = _operator_table()
-_IN_PLACE_OPERATORS = frozenset(getattr(operator, name) for name in _IN_PLACE)
-
-# methods that read a tensor's values into Python (the graph then holds for those values only)
-_VALUE_READS = frozenset({"__bool__", "item", "__int__", "__float__", "__index__", "__complex__", "tolist"})
-
-_MISSING = object()
-
-
-def _tensors_in(value) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _tensors_in(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors_in(v)
-
-
-def _has_tensor(value) -> bool:
-    return next(_tensors_in(value), None) is not None
-
-
-def _property_name(func) -> str | None:
-    """``"T"`` for the getter of ``Tensor.T`` and the like, else None."""
-    if getattr(func, "__name__", None) != "__get__":
-        return None
-    return getattr(getattr(func, "__self__", None), "__name__", None)
-
-
-def _method_name(func) -> str | None:
-    """The name of a Tensor method (``"view"`` for ``Tensor.view``), else None."""
-    name = getattr(func, "__name__", None)
-    qualname = getattr(func, "__qualname__", "") or ""
-    if name and qualname in (f"Tensor.{name}", f"TensorBase.{name}"):
-        return name
-    return None
-
-
-def user_line(frames) -> str | None:
-    """``file:line: code`` of the innermost of ``frames`` (``traceback.FrameSummary``)
-    outside torch and this package."""
-    for f in reversed(list(frames)):
-        if not f.filename.startswith((_TORCH_DIR, _PACKAGE_DIR, "<")):
-            code = (f.line or linecache.getline(f.filename, f.lineno)).strip()
-            return f"{f.filename}:{f.lineno}: {code}"
-    return None
 
 
 # -- the recorder -----------------------------------------------------------------------
@@ -168,7 +101,7 @@ class _Recorder(TorchFunctionMode):
     def node(self, op: str, target, args=(), kwargs=None, name: str | None = None) -> fx.Node:
         if name is None and op in ("call_function", "call_method") and not isinstance(target, str):
             name = getattr(target, "__name__", None) or "op"
-        node = _append_node(self.graph, op, target, args, kwargs or {}, name, None)
+        node = append_node(self.graph, op, target, args, kwargs or {}, name, None)
         node.meta["owner"] = self.stack[-1][1] if self.stack else ""
         return node
 
@@ -231,7 +164,7 @@ class _Recorder(TorchFunctionMode):
         else:
             return
         for key, item in items:
-            if _has_tensor(item):
+            if has_tensor(item):
                 self.bind(item, self.node("call_function", operator.getitem, (node, key)))
 
     def output_arg(self, value):
@@ -244,8 +177,8 @@ class _Recorder(TorchFunctionMode):
         if isinstance(value, dict):  # model-output classes that are dicts (transformers) become plain ones
             return {k: self.output_arg(v) for k, v in value.items()}
         fields = getattr(value, "__dict__", None)
-        if isinstance(fields, dict) and any(_has_tensor(v) for v in fields.values()):
-            return {k: self.output_arg(v) for k, v in fields.items() if _has_tensor(v)}
+        if isinstance(fields, dict) and any(has_tensor(v) for v in fields.values()):
+            return {k: self.output_arg(v) for k, v in fields.items() if has_tensor(v)}
         return value
 
     # -- inputs ---------------------------------------------------------------------------
@@ -269,7 +202,7 @@ class _Recorder(TorchFunctionMode):
     def protect(self, func, pending, args, kwargs) -> None:
         """Keep a copy of a parameter that an in-place op is about to write (restored after the run)."""
         name = getattr(func, "__name__", "") or ""  # add_, relu_, nn.init.uniform_
-        in_place = (pending is not None and pending[0] in _IN_PLACE_OPERATORS) or (
+        in_place = (pending is not None and pending[0] in IN_PLACE_OPERATORS) or (
             name.endswith("_") and not name.endswith("__")) or "out" in kwargs or kwargs.get("inplace") is True
         if not in_place:
             return
@@ -278,28 +211,28 @@ class _Recorder(TorchFunctionMode):
                 self.saved[id(t)] = (t, t.detach().clone())
 
     def record(self, func, pending, args, kwargs, out) -> None:
-        traced = any(self.traced(t) for t in _tensors_in((args, kwargs)))
+        traced = any(self.traced(t) for t in tensors_in((args, kwargs)))
         if not traced:
             return
         if pending is not None:
             target, op_args = pending
-            if target is operator.setitem or _has_tensor(out):
+            if target is operator.setitem or has_tensor(out):
                 self.bind(out, self.node("call_function", target, self.arg(op_args)))
             return
-        prop = _property_name(func)
+        prop = property_name(func)
         if prop is not None:
             return self.record_property(prop, args[0], out)
-        name = _method_name(func)
-        if name in _VALUE_READS:
+        name = method_name(func)
+        if name in VALUE_READS:
             self.note_value_read()
             return
-        if name in _OPERATORS:  # an operator a Tensor subclass defines itself
-            target, reflected = _OPERATORS[name]
-            if target is operator.setitem or _has_tensor(out):
+        if name in OPERATORS:  # an operator a Tensor subclass defines itself
+            target, reflected = OPERATORS[name]
+            if target is operator.setitem or has_tensor(out):
                 op_args = (args[1], args[0], *args[2:]) if reflected else args
                 self.bind(out, self.node("call_function", target, self.arg(op_args)))
             return
-        if not _has_tensor(out):
+        if not has_tensor(out):
             return
         if name is not None:
             node = self.node("call_method", name, self.arg(args), self.arg(kwargs))
@@ -379,9 +312,9 @@ class _Recorder(TorchFunctionMode):
     def operators(self):
         """Wrap the Tensor operator methods so that the torch function each calls is
         recorded as the operator written (only on this thread, only while active)."""
-        originals = {name: vars(torch.Tensor).get(name, _MISSING) for name in _OPERATORS}
+        originals = {name: vars(torch.Tensor).get(name, _MISSING) for name in OPERATORS}
         try:
-            for name, (target, reflected) in _OPERATORS.items():
+            for name, (target, reflected) in OPERATORS.items():
                 setattr(torch.Tensor, name, self._operator(getattr(torch.Tensor, name), target, reflected))
             yield
         finally:
@@ -413,7 +346,7 @@ class _Recorder(TorchFunctionMode):
 
         def wrapper(*args, **kwargs):
             if threading.get_ident() != recorder.thread or recorder.opaque or not any(
-                recorder.traced(t) for t in _tensors_in((args, kwargs))
+                recorder.traced(t) for t in tensors_in((args, kwargs))
             ):
                 return function(*args, **kwargs)
             call = (recorder.arg(args), recorder.arg(kwargs))
@@ -422,7 +355,7 @@ class _Recorder(TorchFunctionMode):
                 out = function(*args, **kwargs)
             finally:
                 recorder.opaque -= 1
-            if _has_tensor(out):
+            if has_tensor(out):
                 recorder.bind(out, recorder.node("call_function", function, *call))
             return out
 
@@ -503,7 +436,7 @@ def run_trace(model: nn.Module, inputs: tuple, modules: dict[str, nn.Module],
     The model is left as it was, and so is the random number generator. Raises :class:`ForwardFailed` when the model
     raises on ``inputs``."""
     recorder = _Recorder(model, modules, is_leaf)
-    cuda = sorted({t.device.index or 0 for t in _tensors_in(inputs) if t.is_cuda})
+    cuda = sorted({t.device.index or 0 for t in tensors_in(inputs) if t.is_cuda})
     # random ops in forward (noise, sampling) draw as they would have: the run leaves the RNG as it found it
     with torch.random.fork_rng(devices=cuda), torch.no_grad(), eval_mode(model, modules), \
             _model_kept(modules, recorder):

@@ -13,28 +13,14 @@ The formulas belong to the layer kinds (``LayerKind.output_shape``,
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..kinds.base import LayerKind
-from ..kinds.registry import layer_kind, register_kind
+from ..kinds.registry import layer_kind
 
 ShapeRule = Callable[..., "tuple[int, ...] | None"]
-
-
-def register_shape_rule(cls: type[nn.Module], rule: ShapeRule) -> None:
-    """``rule(module, input_tensor) -> output shape or None`` for modules of ``cls``
-    (subclasses that keep its ``forward`` included) called with one tensor argument.
-    Shorthand for a :class:`~sparsenet_design.kinds.LayerKind` of ``cls`` that keeps
-    whatever else the table knows about ``cls``."""
-    known = layer_kind(cls, call=False)
-    kind = copy.copy(known) if known is not None else LayerKind(cls)
-    kind.classes = (cls,)
-    kind.output_shape = rule
-    register_kind(kind)
 
 
 def shape_rule(module: nn.Module) -> ShapeRule | None:

@@ -37,7 +37,8 @@ from ..errors import TraceError
 from .lean import lean_trace
 from ..plugins import load_plugins
 from ..kinds.registry import is_leaf_module
-from .run import ForwardFailed, run_trace, user_line
+from .calls import user_line
+from .run import ForwardFailed, run_trace
 from .shapes import record_shapes
 
 #: What each value of ``TracedModel.method`` (and of a spec's ``settings["tracer"]``) means;
