@@ -198,3 +198,10 @@ def test_report_html_writes_one_self_contained_page(pipeline):
     html = page.read_text()
     assert html.count("data:image/png;base64,") >= 2  # plots are inline
     assert "http://" not in html and "https://" not in html  # nothing to fetch
+
+
+def test_report_html_out_and_a_design_folder(pipeline, tmp_path):
+    target = tmp_path / "pages" / "run.html"
+    out = invoke("report", pipeline["run"], "--no-plots", "--html", "--out", target)
+    assert target.is_file() and str(target) in out.replace("\n", "")
+    assert not (tmp_path / "pages" / "plots").exists()

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sparsenet_design.errors import SdesignError
-from sparsenet_design.report.html import main, render_html, width_changes, write_html_report
+from sparsenet_design.report.html import render_html, width_changes, write_html_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -166,11 +166,17 @@ def test_bad_folders_are_clear_errors(tmp_path):
         render_html(tmp_path / "empty")
 
 
-def test_command_line(tiny_run, tmp_path, capsys):
+def test_command_line(tiny_run, tmp_path):
+    """`sdesign report --html --out`: the one command for the page. A run made from
+    Python (no model file recorded) gets a clear message; its page is written from Python."""
+    from click.testing import CliRunner
+
+    from sparsenet_design.cli import main
+
     run_dir, design_dir, _, _ = tiny_run
-    target = tmp_path / "sub" / "r.html"
-    assert main([str(run_dir), "--design", str(design_dir), "--out", str(target)]) == 0
-    assert target.is_file() and "report →" in capsys.readouterr().out
-    assert main([str(tmp_path / "missing")]) == 1
-    assert "error:" in capsys.readouterr().err
-    assert re.search(r"<title>.*prune</title>", target.read_text())
+    result = CliRunner().invoke(main, ["report", str(run_dir), "--no-plots", "--html"])
+    assert result.exit_code == 1 and "does not record a model file" in result.output
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "missing"), "--html"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    target = write_html_report(run_dir, tmp_path / "sub" / "r.html", design_dir=design_dir)
+    assert target == tmp_path / "sub" / "r.html" and re.search(r"<title>.*prune</title>", target.read_text())

@@ -368,26 +368,3 @@ def write_html_report(run_dir: str | Path, out_path: str | Path | None = None,
         raise SdesignError(f"Cannot write the HTML report {out}: {exc.strerror or exc}. "
                            "Choose a writable output path.") from exc
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m sparsenet_design.report.html",
-                                     description="Write a self-contained HTML report of a run.")
-    parser.add_argument("run", help="prune run, design folder or `sdesign design` output folder")
-    parser.add_argument("--design", default=None, help="reconstruct output folder (adds widths before/after)")
-    parser.add_argument("--out", default=None, help="HTML file to write (default RUN/report.html)")
-    args = parser.parse_args(argv)
-    try:
-        path = write_html_report(args.run, args.out, design_dir=args.design)
-    except SdesignError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"report → {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,4 @@
+"""``python -m sparsenet_design.cli`` (what torchrun launches)."""
+from . import main
+
+main()

@@ -1,0 +1,105 @@
+"""``sdesign train`` (the compact model, from scratch or from weights) and ``sdesign evaluate``."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import torch
+from torch import nn
+
+from ..training.checkpoint import load_weights, save_weights
+from ..training.distributed import on_main
+from ..modelfile import ModelFile, load_model_file
+from ..report.summary import ModelSummary, count_params, summarize
+from .app import common_training_options, err, main, out, progress
+from .common import compact_model, metrics_table, open_run, pick, pick_device, relaunch
+
+
+def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epochs=None, init=None, lr=None,
+              seed=None, device=None, amp=False, accumulation=None, resume=False, checkpoint_every=None,
+              description="train", command="train") -> tuple[nn.Module, list[dict]]:
+    from ..api import train
+
+    args = {"specs": [str(s) for s in specs], "epochs": pick(epochs, mf, "train_epochs", 10),
+            "init": str(init) if init else None, "lr": lr, "seed": pick(seed, mf, "seed", 0),
+            "amp": amp, "accumulation": pick(accumulation, mf, "accumulation", 1),
+            "checkpoint_every": checkpoint_every}
+    device = pick_device(device)
+    run, args = open_run(out_dir, command, args, mf, resume)
+    model = compact_model(mf, args["specs"], args["seed"])
+    if args["init"]:
+        load_weights(model, args["init"])
+
+    def copy_specs():
+        for i, spec in enumerate(args["specs"], 1):
+            shutil.copyfile(spec, run.root / ("spec.json" if len(args["specs"]) == 1 else f"spec-{i}.json"))
+
+    on_main(copy_specs)
+    if args["lr"] is not None:
+        make_optimizer = lambda params: torch.optim.Adam(params, lr=args["lr"])  # noqa: E731
+    else:
+        make_optimizer = mf.make_optimizer
+    err.print(f"[bold]{description}[/] {mf.path.name}{' (compact)' if args['specs'] else ''}: "
+              f"{count_params(model):,} params, {args['epochs']} epochs → {run.root}")
+    result = train(model, mf.train_data(), mf.loss, epochs=args["epochs"], make_optimizer=make_optimizer,
+                   evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root, resume=resume,
+                   seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"], device=device,
+                   checkpoint_every_steps=args.get("checkpoint_every"), progress=progress(), console=err,
+                   description=description)
+    on_main(lambda: save_weights(model, run.weights, metadata={"model_file_sha256": mf.sha256,
+                                                               "specs": json.dumps(args["specs"])}))
+    err.print(f"weights → {run.weights}")
+    return model, result.history
+
+
+@main.command(name="train")
+@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--spec", "specs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Design spec(s) to apply (in order) to build_model(); none trains the original model.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs (default: DEFAULTS['train_epochs'] or 10).")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start from these weights instead of from scratch.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (default: the model file's make_optimizer, else Adam 1e-3).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: SPEC's folder/train, or runs/train).")
+@common_training_options
+def train_cmd(model_file, specs, out_dir, nproc=None, **kwargs):
+    """Train MODEL_FILE's model, compact if --spec is given (from scratch by default, as the paper)."""
+    relaunch(nproc)
+    mf = load_model_file(model_file)
+    if out_dir is None:
+        out_dir = Path(specs[-1]).parent / "train" if specs else Path("runs/train")
+    run_train(mf, out_dir, specs=specs, **kwargs)
+
+
+def run_evaluate(mf: ModelFile, specs: Sequence[Path] = (), weights: Path | None = None,
+                 latency: bool = True, device=None) -> ModelSummary:
+    model = compact_model(mf, specs, 0)
+    if weights is not None:
+        load_weights(model, weights)
+    else:
+        err.print("[yellow]no --weights: evaluating the model's initial weights")
+    inputs = mf.example_inputs()
+    metrics = mf.evaluate(model.to(pick_device(device))) if mf.has_evaluate else {}
+    return summarize(model.cpu(), inputs, latency=latency, metrics=metrics)
+
+
+@main.command(name="evaluate")
+@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--spec", "specs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Design spec(s) the weights belong to.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Weights (.safetensors).")
+@click.option("--latency/--no-latency", default=True, help="Measure CPU latency.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.option("--device", default=None, help="Device for evaluate() (default: cuda if available).")
+def evaluate_cmd(model_file, specs, weights, latency, as_json, device):
+    """Parameters, size, MACs, CPU latency and the model file's metrics."""
+    mf = load_model_file(model_file)
+    summary = run_evaluate(mf, specs, weights, latency, device)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        out.print(metrics_table(f"{mf.path.name}{' (compact)' if specs else ''}", summary))
