@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sparsenet_design.errors import CheckpointError, SdesignError
+from sparsenet_design.plugin_api import CheckpointError, SdesignError
 
 from .models.mode import PUBLISHED, Mode, as_mode, model_mode, set_mode
 from .models.published import COMPRESSED_ADACOF_WIDTHS, CDFI_PYRAMID_CHANNELS
@@ -351,7 +351,7 @@ def save_converted(model: nn.Module, path: str | os.PathLike, arch: str, source:
                    mode: Mode | str | None = None) -> Path:
     """Write ``model``'s weights as safetensors with ``arch`` and the mode
     (``mode`` or the model's own) in the header."""
-    from ._core import checkpoint
+    from sparsenet_design.plugin_api import load_weights, save_weights
 
     get_arch(arch)
     mode = as_mode(mode) if mode is not None else (model_mode(model) or PUBLISHED)
@@ -361,7 +361,7 @@ def save_converted(model: nn.Module, path: str | os.PathLike, arch: str, source:
         metadata[SOURCE_KEY] = src.name
         if src.is_file():
             metadata[SOURCE_SHA_KEY] = _sha256(src)
-    return checkpoint().save_weights(model, path, metadata=metadata)
+    return save_weights(model, path, metadata=metadata)
 
 
 def convert_checkpoint(checkpoint: str | os.PathLike | Mapping, arch: str, out: str | os.PathLike,

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 from .data import DATASET_KINDS, find_triplets
 from .imageio_utils import FrameSink, open_frames, read_image, write_image

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 from .imageio_utils import image_files, read_image
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from sparsenet_design.errors import CheckpointError
+from sparsenet_design.plugin_api import CheckpointError
 
 OFFLINE_ENV = "SDESIGN_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 60

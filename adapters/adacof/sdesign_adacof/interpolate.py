@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sparsenet_design.errors import CheckpointError, SdesignError
+from sparsenet_design.plugin_api import CheckpointError, SdesignError
 
 from .imageio_utils import tensor_to_uint8, uint8_to_tensor
 
@@ -153,24 +153,24 @@ def load_model(model: str | os.PathLike | None, weights: str | os.PathLike | Non
         raise SdesignError(f"{weights} holds converted {arch!r} weights but --model is {model!r}; pass "
                            f"--model {arch} or leave --model out.")
     if is_file:
-        from sparsenet_design.modelfile import load_model_file
+        from sparsenet_design.plugin_api import load_model_file
 
         net = load_model_file(model).build_model()
     else:
         net = build_builtin(model)
     if specs:
-        from ._core import apply_spec, load_spec
+        from sparsenet_design.plugin_api import DesignSpec, apply_spec
 
         for spec in specs:
             if not Path(spec).is_file():
                 raise SdesignError(f"spec file {spec} does not exist")
-            net = apply_spec(net, load_spec(Path(spec)))
+            net = apply_spec(net, DesignSpec.load(Path(spec)))
     if weights is not None:
-        from ._core import checkpoint
+        from sparsenet_design.plugin_api import load_weights, save_weights
 
         if not Path(weights).is_file():
             raise CheckpointError(f"weights file {weights} does not exist")
-        checkpoint().load_weights(net, weights)
+        load_weights(net, weights)
     apply_weights_mode(net, metadata, None if mode in (None, "auto") else mode)
     return net
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sparsenet_design.errors import CheckpointError, SdesignError
+from sparsenet_design.plugin_api import CheckpointError, SdesignError
 
 CHARBONNIER_EPS = 1e-3
 PERCEPTUAL_WEIGHT = 0.005

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from sparsenet_design.errors import CheckpointError
+from sparsenet_design.plugin_api import CheckpointError
 
 SSIM_WIN = 7
 SSIM_K1 = 0.01

@@ -13,18 +13,18 @@ def warp_kind():
     """The op kind of the AdaCoF warp (one object, made once)."""
     global _KIND
     if _KIND is None:
-        from sparsenet_design.kinds import OpKind
+        from sparsenet_design.plugin_api import OpKind
 
-        from ._core import rules
+        from sparsenet_design.plugin_api import passthrough_rule
         from .ops.warp import adacof_warp_op
 
-        channels = rules().passthrough_rule(0, pinned_args=(1, 2, 3))
+        channels = passthrough_rule(0, pinned_args=(1, 2, 3))
         _KIND = OpKind(adacof_warp_op, name="AdaCoF warp", channels=channels)
     return _KIND
 
 
 def register() -> None:
     """Register the AdaCoF warp's kind with the core. Safe to call repeatedly."""
-    from sparsenet_design.kinds import register_kind
+    from sparsenet_design.plugin_api import register_kind
 
     register_kind(warp_kind())

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sparsenet_design.errors import ModelFileError, SdesignError
+from sparsenet_design.plugin_api import ModelFileError, SdesignError
 
 from .data import TripletDataset, collate_triplets, find_triplets, random_subset, triplets_from_frames, vimeo_dataset
 from .losses import InterpolationLoss, build_loss
@@ -267,16 +267,16 @@ def build_cdfi(settings: Settings | None = None) -> nn.Module:
             return CDFI(unet, s.kernel_size, s.dilation, scale(CDFI_PYRAMID_CHANNELS), scale(CDFI_GRID_CHANNELS),
                         mode=s.mode)
         return CDFI(None, s.kernel_size, s.dilation, mode=s.mode)
-    from ._core import apply_spec, load_spec
+    from sparsenet_design.plugin_api import DesignSpec, apply_spec
 
     if not Path(s.spec).is_file():
         raise ModelFileError(f"{ENV}SPEC={s.spec} does not exist; give the spec.json written by "
                              "`sdesign reconstruct` for paper_adacof.py")
-    from sparsenet_design.errors import SpecMismatchError
+    from sparsenet_design.plugin_api import SpecMismatchError
 
     from .models.adacof import AdaCoF
 
-    spec = load_spec(Path(s.spec))
+    spec = DesignSpec.load(Path(s.spec))
     made_at = spec_kernel_size(spec) or s.kernel_size
     try:
         compact = apply_spec(AdaCoF(made_at, s.dilation, widths=scaled_widths(made_at, s.width)), spec)

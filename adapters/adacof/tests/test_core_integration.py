@@ -11,13 +11,9 @@ from torch import nn
 
 import sdesign_adacof.plugin as plugin
 from sdesign_adacof import CDFI, AdaCoF
-from sdesign_adacof import _core
 from sdesign_adacof.models.unet import HEADS, KERNEL_HEADS, full_widths
 
-rules = _core.rules()  # the core's modules, in either of its package layouts
-reconstruct = _core.reconstruct().reconstruct
-apply_spec = _core.apply_spec
-prunable_layers = _core.prunable().prunable_layers
+from sparsenet_design.plugin_api import apply_spec, function_rule, prunable_layers, reconstruct
 
 MODEL_FILES = Path(plugin.__file__).with_name("model_files")
 
@@ -43,14 +39,14 @@ def frames(size=32, seed=0):
 
 
 def test_register_is_idempotent_and_registers_the_warp_kind():
-    from sparsenet_design.kinds import all_kinds, function_kind
+    from sparsenet_design.plugin_api import all_kinds, function_kind
 
     plugin.register()
     plugin.register()
     kind = function_kind(torch.ops.sdesign_adacof.adacof_warp.default)
     assert kind is plugin.warp_kind() and "pinned_args=(1, 2, 3)" in kind.channels.__name__
     assert function_kind(torch.ops.sdesign_adacof.adacof_warp) is kind
-    assert rules.function_rule(torch.ops.sdesign_adacof.adacof_warp) is kind.channels
+    assert function_rule(torch.ops.sdesign_adacof.adacof_warp) is kind.channels
     assert sum(k is kind for k in all_kinds()) == 1
 
 

@@ -11,7 +11,7 @@ import torch
 from sdesign_adacof import AdaCoF
 from sdesign_adacof.losses import (InterpolationLoss, build_loss, charbonnier, g_spatial, load_vgg_perceptual,
                                    total_variation)
-from sparsenet_design.errors import CheckpointError, SdesignError
+from sparsenet_design.plugin_api import CheckpointError, SdesignError
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -12,7 +12,7 @@ from torch import nn
 
 from sdesign_adacof import CDFI, AdaCoF, GridNet, offset_smoothness
 from sdesign_adacof.models.published import COMPRESSED_ADACOF_WIDTHS
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 WIDTHS_FILE = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "published_widths.json"
 TINY = {name: (8, 8, 8) for name in ("conv1", "conv2", "conv3", "conv4", "conv5",

@@ -29,7 +29,7 @@ from sdesign_adacof.checkpoints import (ARCH_KEY, ARCHS, MODE_KEY, convert_check
 from sdesign_adacof.models.mode import EXACT, PUBLISHED, PUBLISHED_TRAINING, Mode
 from sdesign_adacof.models.published import CDFI_UNET_WIDTHS, COMPRESSED_ADACOF_WIDTHS
 from sdesign_adacof.ops.warp import adacof_warp, use_backend
-from sparsenet_design.errors import CheckpointError, SdesignError
+from sparsenet_design.plugin_api import CheckpointError, SdesignError
 
 MEAN = (0.4631, 0.4352, 0.3990)
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from sdesign_adacof.ops import warp_torch
 from sdesign_adacof.ops.cupy_kernels import cupy_available
 from sdesign_adacof.ops.warp import adacof_warp, use_backend
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 
 def reference_warp(x, weight, alpha, beta, dilation):

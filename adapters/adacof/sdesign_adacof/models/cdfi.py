@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 from ..ops.warp import adacof_warp
 from .adacof import CHANNEL_MEAN, AdaCoF, make_extras, pad_to_multiple

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 SAMPLINGS = ("bilinear", "truncate")
 GRADIENTS = ("exact", "published")

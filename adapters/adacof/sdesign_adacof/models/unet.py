@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 ENCODER = ("conv1", "conv2", "conv3", "conv4", "conv5")
 DECODER = ("deconv5", "deconv4", "deconv3", "deconv2")

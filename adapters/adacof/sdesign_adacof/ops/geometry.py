@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ import os
 
 import torch
 
-from sparsenet_design.errors import SdesignError
+from sparsenet_design.plugin_api import SdesignError
 
 from . import cupy_kernels
 from .geometry import math_dtype, output_dtype, warp_geometry
