@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from torch import nn
 
 from .design.density import DensityReport, density_report
 from .training.distributed import is_main_process
+from .training.config import TrainConfig
 from .training.trainer import Trainer, TrainResult, steps_per_epoch
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -57,36 +57,33 @@ def sparsify(
     n_p: int | None = None,
     momentum: float = 0.0,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    accumulation: int = 1,
-    amp: bool = False,
-    device: str | torch.device | None = None,
     every_n_steps: int | None = None,
-    checkpoint_every_steps: int | None = None,
-    progress: bool = True,
-    console: Console | None = None,
+    training: TrainConfig | None = None,
+    **options: Any,
 ) -> SparsifyResult:
     """Train ``model`` in place with OBProx-SG (``n_p`` epochs of P-steps, then
     O-steps) and return it with its density report.
 
-    With ``run_dir`` the run is logged (``density.jsonl``, ``metrics.jsonl``),
-    checkpointed each epoch (and every ``checkpoint_every_steps`` optimizer
-    steps), and ``resume=True`` continues it exactly.
+    ``training`` (a :class:`~sparsenet_design.training.config.TrainConfig`), or its
+    fields as keywords (``seed=1``, ``run_dir=...``), says how the run runs. With a
+    ``run_dir`` the run is logged (``density.jsonl``, ``metrics.jsonl``) and
+    checkpointed each epoch (and every ``checkpoint_every_steps`` optimizer steps),
+    and ``resume=True`` continues it exactly; ``every_n_steps`` also logs density
+    every N steps.
     """
     from .training.runs import RunFolder
 
+    config = TrainConfig.of(training, options)
     n_p = default_n_p(epochs) if n_p is None else n_p
-    per_epoch = steps_per_epoch(data, accumulation)
+    per_epoch = steps_per_epoch(data, config.accumulation)
     optimizer = obproxsg_for(model, lr=lr, lam=lam, n_p_steps=n_p * per_epoch, momentum=momentum)
-    run = RunFolder(Path(run_dir)) if run_dir is not None else None
+    run = RunFolder(Path(config.run_dir)) if config.run_dir is not None else None
     callbacks = []
     if run is not None:
         from .training.tracking import DensityTracker
 
         tracker = DensityTracker(model, run.density_log, every_n_steps=every_n_steps)
-        if not resume and is_main_process():  # under torchrun, rank 0 writes the logs
+        if not config.resume and is_main_process():  # under torchrun, rank 0 writes the logs
             run.density_log.unlink(missing_ok=True)
             tracker.on_epoch_end(0, 0)
         callbacks.append(tracker)
@@ -95,13 +92,11 @@ def sparsify(
         extra_metrics=lambda m: {"density": density_report(m).overall},
         callbacks=callbacks,
         checkpoint_path=run.checkpoint if run else None,
-        checkpoint_every_steps=checkpoint_every_steps,
         metrics_log=run.metrics_log if run else None,
         logs_to_truncate=[run.density_log] if run else (),
-        seed=seed, accumulation=accumulation, amp=amp, device=device,
-        console=console, progress=progress, description="sparsify",
+        description="sparsify", config=config,
     )
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=config.resume)
     return SparsifyResult(model, density_report(model), result.history)
 
 
@@ -117,33 +112,26 @@ def train(
     epochs: int,
     make_optimizer: Callable | None = None,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    accumulation: int = 1,
-    amp: bool = False,
-    device: str | torch.device | None = None,
-    checkpoint_every_steps: int | None = None,
-    progress: bool = True,
-    console: Console | None = None,
     description: str = "train",
+    training: TrainConfig | None = None,
+    **options: Any,
 ) -> TrainResult:
     """Plain training (e.g. of the compact model). ``make_optimizer(params)``
-    returns an optimizer or ``(optimizer, scheduler)``; default Adam(lr=1e-3)."""
+    returns an optimizer or ``(optimizer, scheduler)``; default Adam(lr=1e-3).
+    ``training`` / keywords: as for :func:`sparsify`."""
     from .training.runs import RunFolder
 
+    config = TrainConfig.of(training, options)
     made = (make_optimizer or default_optimizer)(model.parameters())
     optimizer, scheduler = made if isinstance(made, tuple) else (made, None)
-    run = RunFolder(Path(run_dir)) if run_dir is not None else None
+    run = RunFolder(Path(config.run_dir)) if config.run_dir is not None else None
     trainer = Trainer(
         model, loss_fn, data, optimizer, epochs=epochs, scheduler=scheduler, evaluate=evaluate,
         checkpoint_path=run.checkpoint if run else None,
-        checkpoint_every_steps=checkpoint_every_steps,
         metrics_log=run.metrics_log if run else None,
-        seed=seed, accumulation=accumulation, amp=amp, device=device,
-        console=console, progress=progress, description=description,
+        description=description, config=config,
     )
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=config.resume)
 
 
 def check_traceable(model: nn.Module, example_inputs: Sequence, leaf_modules: Sequence[type] = ()):
@@ -186,9 +174,8 @@ def compress(
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     retrain_epochs: int = 0,
     make_optimizer: Callable | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    progress: bool = True,
+    training: TrainConfig | None = None,
+    **options: Any,
 ) -> CompressResult:
     """Sparsify a copy of ``model`` with OBProx-SG, read its per-layer density,
     rebuild a compact dense model by the √d rule (``strategy`` min/max/mean) and
@@ -196,15 +183,18 @@ def compress(
 
     ``model`` itself is left untouched; ``example_inputs`` are the positional
     arguments of one ``forward`` call, used to trace the model. The model is traced
-    first, so inputs that do not fit fail before any training.
+    first, so inputs that do not fit fail before any training. ``training`` (or its
+    fields as keywords: ``seed``, ``device``, ``progress``, …) applies to both the
+    sparsification and the retraining.
     """
     from .rebuild.reconstruct import reconstruct
 
     check_traceable(model, example_inputs, leaf_modules)
     sparse = copy.deepcopy(model)
+    config = TrainConfig.of(training, options)
     sparsified = sparsify(
         sparse, data, loss_fn, lr=lr, lam=lam, epochs=epochs, n_p=n_p, momentum=momentum,
-        evaluate=evaluate, seed=seed, device=device, progress=progress,
+        evaluate=evaluate, training=config,
     )
     sparse_cpu = sparse.to("cpu")
     inputs = tuple(x.cpu() if isinstance(x, torch.Tensor) else x for x in example_inputs)
@@ -216,6 +206,6 @@ def compress(
     if retrain_epochs > 0:
         retrain_history = train(
             compact, data, loss_fn, epochs=retrain_epochs, make_optimizer=make_optimizer,
-            evaluate=evaluate, seed=seed, device=device, progress=progress, description="retrain",
+            evaluate=evaluate, description="retrain", training=config,
         ).history
     return CompressResult(compact, spec, sparsified.density, sparse, sparsified.history, retrain_history)

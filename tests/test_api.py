@@ -91,3 +91,17 @@ def test_readme_library_example_runs():
     namespace = {"model": model, "train_loader": DataLoader(TensorDataset(x, y), batch_size=16)}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["result"].compact_model(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+
+
+def test_one_training_config_for_every_entry_point():
+    from sparsenet_design.training.config import TrainConfig
+
+    config = TrainConfig.of(None, {"seed": 3, "progress": False})
+    assert (config.seed, config.progress, config.accumulation) == (3, False, 1)
+    assert TrainConfig.of(config, {"device": "cpu"}).seed == 3
+    with pytest.raises(TypeError, match="unknown training option.*sede"):
+        TrainConfig.of(None, {"sede": 1})
+    from sparsenet_design.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="accumulation"):
+        TrainConfig(accumulation=0)

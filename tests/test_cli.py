@@ -205,3 +205,23 @@ def test_report_html_out_and_a_design_folder(pipeline, tmp_path):
     out = invoke("report", pipeline["run"], "--no-plots", "--html", "--out", target)
     assert target.is_file() and str(target) in out.replace("\n", "")
     assert not (tmp_path / "pages" / "plots").exists()
+
+
+def test_train_lr_keeps_the_model_files_optimizer_and_schedule():
+    from sparsenet_design.cli.train import with_learning_rate
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+
+    def sgd_with_steps(ps):
+        opt = torch.optim.SGD(ps, lr=0.5, momentum=0.9)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+
+    opt, sched = with_learning_rate(sgd_with_steps, 0.01)(params)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+    assert opt.param_groups[0]["lr"] == 0.01 and sched.base_lrs == [0.01]
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from the new rate
+    takes_lr = with_learning_rate(lambda ps, lr=1.0: torch.optim.Adam(ps, lr=lr), 0.02)(params)
+    assert takes_lr.param_groups[0]["lr"] == 0.02
+    assert isinstance(with_learning_rate(None, 0.03)(params), torch.optim.Adam)

@@ -187,3 +187,13 @@ def load_state(model: nn.Module, state: dict, source: str) -> None:
             f"The weights in {source} do not fit the model built by the model file "
             f"({str(exc).splitlines()[0]}); did the model file change since the run?"
         ) from exc
+
+
+def training_config(args: dict, run_dir: Path, resume: bool, device):
+    """The run's recorded options as one training config."""
+    from ..training.config import TrainConfig
+    from .app import err, progress
+
+    return TrainConfig(seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"], device=device,
+                       checkpoint_every_steps=args.get("checkpoint_every"), progress=progress(), console=err,
+                       run_dir=run_dir, resume=resume)

@@ -10,8 +10,8 @@ from ..training.checkpoint import load_weights, save_weights
 from ..training.distributed import on_main
 from ..design.density import density_report
 from ..modelfile import ModelFile, load_model_file
-from .app import common_training_options, err, main, progress
-from .common import check_traceable, open_run, pick, pick_device, relaunch, seeded_model
+from .app import common_training_options, err, main
+from .common import check_traceable, open_run, pick, pick_device, relaunch, seeded_model, training_config
 
 
 def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n_p=None, momentum=None,
@@ -38,10 +38,8 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
               f"{args['epochs']} epochs ({args['n_p']} of P-steps) → {run.root}")
     sparsify(
         model, data, mf.loss, lr=args["lr"], lam=args["lam"], epochs=args["epochs"], n_p=args["n_p"],
-        momentum=args["momentum"], evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root,
-        resume=resume, seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"],
-        device=device, every_n_steps=args["every_n_steps"],
-        checkpoint_every_steps=args.get("checkpoint_every"), progress=progress(), console=err,
+        momentum=args["momentum"], evaluate=mf.evaluate if mf.has_evaluate else None,
+        every_n_steps=args["every_n_steps"], training=training_config(args, run.root, resume, device),
     )
     on_main(lambda: save_weights(model, run.sparse_weights, metadata={"model_file_sha256": mf.sha256}))
     report = density_report(model)

@@ -14,8 +14,37 @@ from ..training.checkpoint import load_weights, save_weights
 from ..training.distributed import on_main
 from ..modelfile import ModelFile, load_model_file
 from ..report.summary import ModelSummary, count_params, summarize
-from .app import common_training_options, err, main, out, progress
-from .common import compact_model, metrics_table, open_run, pick, pick_device, relaunch
+from .app import common_training_options, err, main, out
+from .common import compact_model, metrics_table, open_run, pick, pick_device, relaunch, training_config
+
+
+def with_learning_rate(make_optimizer, lr: float):
+    """The model file's optimizer (and schedule) at learning rate ``lr``: passed as
+    ``lr=`` when ``make_optimizer`` takes it, else set on every param group (and as the
+    schedule's base rate); Adam when the file has none."""
+    import inspect
+
+    if make_optimizer is None:
+        return lambda params: torch.optim.Adam(params, lr=lr)
+    try:
+        takes_lr = "lr" in inspect.signature(make_optimizer).parameters
+    except (TypeError, ValueError):
+        takes_lr = False
+    if takes_lr:
+        return lambda params: make_optimizer(params, lr=lr)
+
+    def made(params):
+        result = make_optimizer(params)
+        optimizer, scheduler = result if isinstance(result, tuple) else (result, None)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+            if "initial_lr" in group:
+                group["initial_lr"] = lr
+        if scheduler is not None and hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+        return result
+
+    return made
 
 
 def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epochs=None, init=None, lr=None,
@@ -38,17 +67,12 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
             shutil.copyfile(spec, run.root / ("spec.json" if len(args["specs"]) == 1 else f"spec-{i}.json"))
 
     on_main(copy_specs)
-    if args["lr"] is not None:
-        make_optimizer = lambda params: torch.optim.Adam(params, lr=args["lr"])  # noqa: E731
-    else:
-        make_optimizer = mf.make_optimizer
+    make_optimizer = mf.make_optimizer if args["lr"] is None else with_learning_rate(mf.make_optimizer, args["lr"])
     err.print(f"[bold]{description}[/] {mf.path.name}{' (compact)' if args['specs'] else ''}: "
               f"{count_params(model):,} params, {args['epochs']} epochs → {run.root}")
     result = train(model, mf.train_data(), mf.loss, epochs=args["epochs"], make_optimizer=make_optimizer,
-                   evaluate=mf.evaluate if mf.has_evaluate else None, run_dir=run.root, resume=resume,
-                   seed=args["seed"], accumulation=args["accumulation"], amp=args["amp"], device=device,
-                   checkpoint_every_steps=args.get("checkpoint_every"), progress=progress(), console=err,
-                   description=description)
+                   evaluate=mf.evaluate if mf.has_evaluate else None, description=description,
+                   training=training_config(args, run.root, resume, device))
     on_main(lambda: save_weights(model, run.weights, metadata={"model_file_sha256": mf.sha256,
                                                                "specs": json.dumps(args["specs"])}))
     err.print(f"weights → {run.weights}")
@@ -62,7 +86,7 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs (default: DEFAULTS['train_epochs'] or 10).")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Start from these weights instead of from scratch.")
-@click.option("--lr", type=float, default=None, help="Adam learning rate (default: the model file's make_optimizer, else Adam 1e-3).")
+@click.option("--lr", type=float, default=None, help="Learning rate for the model file's optimizer and schedule (default: theirs; Adam 1e-3 without one).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: SPEC's folder/train, or runs/train).")
 @common_training_options

@@ -36,6 +36,7 @@ from torch import nn
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import is_main_process
+from .config import TrainConfig
 from ..errors import CheckpointError, TrainingError
 from .runs import append_jsonl, truncate_jsonl
 
@@ -128,22 +129,19 @@ class Trainer:
         extra_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
         callbacks: Sequence[Any] = (),
         checkpoint_path: str | Path | None = None,
-        checkpoint_every_steps: int | None = None,
         metrics_log: str | Path | None = None,
         logs_to_truncate: Sequence[str | Path] = (),
-        seed: int = 0,
-        accumulation: int = 1,
-        amp: bool = False,
-        device: str | torch.device | None = None,
-        console: Console | None = None,
-        progress: bool = True,
         description: str = "train",
+        config: TrainConfig | None = None,
+        **options: Any,
     ):
+        """``config`` (a :class:`TrainConfig`) says how the run runs; keywords named as
+        its fields (``seed=1``, ``device="cpu"``) set them too."""
+        config = TrainConfig.of(config, options)
         if epochs < 0:
             raise TrainingError(f"epochs must be ≥ 0, got {epochs}.")
-        if accumulation < 1:
-            raise TrainingError(f"gradient accumulation must be ≥ 1, got {accumulation}.")
-        self.device = distributed.setup(device)
+        self.config = config
+        self.device = distributed.setup(config.device)
         self.world_size = distributed.world_size()
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
@@ -155,18 +153,16 @@ class Trainer:
         self.extra_metrics = extra_metrics
         self.callbacks = list(callbacks)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        if checkpoint_every_steps is not None and checkpoint_every_steps < 1:
-            raise TrainingError(f"checkpoint_every_steps must be ≥ 1, got {checkpoint_every_steps}.")
-        self.checkpoint_every_steps = checkpoint_every_steps
+        self.checkpoint_every_steps = config.checkpoint_every_steps
         self.metrics_log = Path(metrics_log) if metrics_log else None
         self.logs_to_truncate = [Path(p) for p in logs_to_truncate]
-        self.seed = seed
-        self.accumulation = accumulation
-        self.amp = amp
-        self.console = console or Console(stderr=True)
-        self.progress = progress and is_main_process()
+        self.seed = config.seed
+        self.accumulation = config.accumulation
+        self.amp = config.amp
+        self.console = config.console or Console(stderr=True)
+        self.progress = config.progress and is_main_process()
         self.description = description
-        self.scaler = torch.amp.GradScaler("cuda") if amp and self.device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.device.type == "cuda" else None
         self.epoch = 0  # completed epochs
         self.step = 0   # optimizer steps taken
         # inside an epoch: batches consumed and their summed loss (for mid-epoch checkpoints)
