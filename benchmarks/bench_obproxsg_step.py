@@ -2,7 +2,7 @@
 ``torch.optim.SGD(foreach=True)`` in the same run.
 
 AdaCoF (F=5, d=1) has 59 conv weights holding 21.8M floats; the shapes are
-built here from DESIGN.md §4. Variants are timed in interleaved rounds (SGD,
+built here from the layout in docs/adacof.md. Variants are timed in interleaved rounds (SGD,
 P, O, ... in each round), so a machine busy with other work slows all of them
 alike; the ratio to SGD is taken per round and its median reported.
 

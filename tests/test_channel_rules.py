@@ -1,4 +1,4 @@
-"""Channel groups on the structures of DESIGN.md §2, each checked on the rebuilt model."""
+"""Channel groups on the structures of docs/design.md, section 3, each checked on the rebuilt model."""
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,4 +1,4 @@
-"""OBProx-SG against an independent numpy implementation of DESIGN.md §1."""
+"""OBProx-SG against an independent numpy implementation of the formulas in docs/design.md, section 1."""
 from __future__ import annotations
 
 import io

@@ -2,7 +2,7 @@
 of one device and dtype (``params[i]`` moves along ``directions[i]``, the
 gradient or the momentum direction).
 
-Formulas (DESIGN.md §1), with ``t = lr·λ``:
+Formulas (docs/design.md, section 1), with ``t = lr·λ``:
 
 * P-step: ``y = x − lr·d``; ``x ← sign(y)·max(|y| − t, 0)``, computed as
   ``y − clamp(y, −t, t)``, which is the same number bit for bit;

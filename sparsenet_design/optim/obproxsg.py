@@ -1,7 +1,7 @@
 """OBProx-SG (Chen et al. 2020) as a ``torch.optim.Optimizer``.
 
 It minimises ``f(θ) + Σ_groups λ_g‖θ_g‖₁`` with two kinds of step
-(formulas in :mod:`.kernels` and DESIGN.md §1): P-steps (a gradient step then
+(formulas in :mod:`.kernels` and docs/design.md, section 1): P-steps (a gradient step then
 soft-thresholding by ``lr·λ``) and O-steps (a step inside the current orthant:
 no coordinate changes sign and zeros stay zero). The first ``n_p`` calls of
 :meth:`step` are P-steps and the rest O-steps; with ``n_o`` the optimizer

@@ -1,0 +1,1 @@
+"""Reports: before/after summaries, density plots, and one self-contained HTML page."""

@@ -1,0 +1,1 @@
+"""Op kinds: the channel rules of functions, torch ops and tensor methods, by topic."""

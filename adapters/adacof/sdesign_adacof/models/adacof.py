@@ -1,4 +1,4 @@
-"""AdaCoF (Lee et al., CVPR 2020) as DESIGN.md §4 describes it.
+"""AdaCoF (Lee et al., CVPR 2020) as docs/adacof.md describes it.
 
 ``AdaCoF(kernel_size=5, dilation=1)`` is the paper's M0 (21.84M parameters);
 ``AdaCoF(11, 2)`` is AdaCoF+ (22.93M). ``model(frame0, frame1)`` takes two RGB

@@ -1,6 +1,6 @@
 """The AdaCoF kernel-estimation U-Net, with every width configurable.
 
-Layout (DESIGN.md §4): five encoder "Basic" blocks (three 3×3 conv + ReLU,
+Layout (docs/adacof.md): five encoder "Basic" blocks (three 3×3 conv + ReLU,
 each followed by 2×2 average pooling), four decoder Basic blocks each followed
 by an upsampling block (bilinear ×2, align_corners=True, 3×3 conv + ReLU) whose
 output is added to the matching encoder output, and seven heads on the
