@@ -36,8 +36,9 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _path in (HERE, HERE.parent / "tests"):  # benchmarks, and the shared test helpers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def _error(exc: Exception) -> str:
@@ -74,7 +75,7 @@ def measure(job: tuple[str, str, int, int]) -> dict:
     import warnings
 
     import torch_pruning as tp
-    from rebuild_check import random_densities
+    from support.rebuild_check import random_densities
     from zoo_coverage import build, example_input
 
     from sparsenet_design import design_spec, reconstruct

@@ -1,9 +1,9 @@
 """Fuzz ``reconstruct`` with random DAG networks (≥ 10,000 by default).
 
-Each seed gives one network from ``tests/strategies.py`` (convs, grouped /
+Each seed gives one network from ``tests/support/strategies.py`` (convs, grouped /
 depthwise / transposed convs, BN, ReLU, residual adds, concats, chunk/split,
 pooling, Linear heads, several outputs) with random densities; the property of
-``benchmarks/rebuild_check.py`` must hold for ``min`` and ``max``: reconstruct
+``tests/support/rebuild_check.py`` must hold for ``min`` and ``max``: reconstruct
 succeeds, the compact model runs with unchanged output shapes and no more
 parameters, and the saved spec applied to a fresh copy gives the same model.
 
@@ -37,8 +37,8 @@ def _init_worker() -> None:
 
 
 def check_seed(seed: int) -> dict:
-    from rebuild_check import RebuildCheckError, check_rebuild
-    from strategies import build_net, random_recipe
+    from support.rebuild_check import RebuildCheckError, check_rebuild
+    from support.strategies import build_net, random_recipe
 
     recipe = random_recipe(seed)
     out = {"seed": seed, "ops": len(recipe.ops), "outputs": len(recipe.outputs), "failures": [], "repaired": []}
@@ -68,7 +68,7 @@ def write_markdown(path: Path, command: str, results: list[dict], wall: float, w
     ratios = {s: sorted(r["ratio"][s] for r in results if s in r.get("ratio", {})) for s in ("min", "max")}
     lines = header("Core reconstruction: random DAG fuzz", command)
     lines += [
-        "Networks from `tests/strategies.py` (`random_recipe(seed)`, seeds "
+        "Networks from `tests/support/strategies.py` (`random_recipe(seed)`, seeds "
         f"{results[0]['seed'] if results else 0}…{results[-1]['seed'] if results else 0}; input 2×3×8×8, widths "
         "≤ 12, up to 14 ops + residual chains), random densities in [0.01, 1] (10 % exactly 1). Property, for "
         "`min` and `max`: `reconstruct` succeeds, the compact model runs, output shapes unchanged, parameters ≤ "

@@ -117,7 +117,7 @@ def _meta_param_count(name: str) -> int:
 
 
 def _output_ranks(value) -> list[int]:
-    from rebuild_check import output_shapes
+    from support.rebuild_check import output_shapes
 
     return [len(s) for s in output_shapes(value)]
 

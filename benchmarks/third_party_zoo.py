@@ -38,8 +38,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _path in (HERE, HERE.parent / "tests"):  # benchmarks, and the shared test helpers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import third_party_models as catalog  # noqa: E402  (sets the offline environment first)
 import torch  # noqa: E402
@@ -92,7 +93,7 @@ def _shape_text(inputs: tuple) -> str:
 
 
 def _our_checks(row: _Row, example, expected, densities) -> None:
-    from rebuild_check import RebuildCheckError, check_rebuild
+    from support.rebuild_check import RebuildCheckError, check_rebuild
 
     from sparsenet_design.tracing.trace import trace
 
@@ -168,7 +169,7 @@ def _tp_prune_check(row: _Row, example, expected, limit: float) -> None:
 
 def _tp_prune(example, expected, result: dict) -> None:
     import torch_pruning as tp
-    from rebuild_check import output_shapes, param_count
+    from support.rebuild_check import output_shapes, param_count
 
     model = example.build()  # pruned in place: a fresh copy
     modules = dict(model.named_modules())
@@ -219,7 +220,7 @@ def check_model(job: tuple) -> dict:
     """Everything the report needs for one model (runs in a worker process)."""
     import warnings
 
-    from rebuild_check import output_shapes, param_count, random_densities
+    from support.rebuild_check import output_shapes, param_count, random_densities
 
     warnings.filterwarnings("ignore")
     entry, seed, repeats, tp_limit, partial = job

@@ -13,7 +13,7 @@ For each model: random weights, eval mode, the smallest example input it runs on
 Times are medians of up to 3 runs (1 when a run takes over 1 s), after one warm-up
 of each tracer on a small model; one thread, one process. Models: one model per
 architecture family of the torchvision zoo (classification, segmentation,
-detection backbones; ``--all`` for every one), ``zoo_models.py``, a few
+detection backbones; ``--all`` for every one), ``tests/support/zoo_models.py``, a few
 third-party models (timm, ultralytics, transformers) and the hand-written cases
 of ``tests/test_run_trace.py`` that symbolic tracing cannot follow.
 

@@ -1,7 +1,7 @@
 """Coverage of ``reconstruct`` on the torchvision zoo and a few hand-written nets.
 
 For every torchvision classification model, every segmentation model, the
-backbone of every detection model, and the models of ``zoo_models.py``:
+backbone of every detection model, and the models of ``tests/support/zoo_models.py``:
 random weights, eval mode, the smallest example input the model accepts (of
 64, 96, 128, 224, 320 pixels), seeded random densities for every prunable
 layer; then ``reconstruct`` with ``min`` and ``max`` and the checks of
@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _path in (HERE, HERE.parent / "tests"):  # benchmarks, and the shared test helpers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 SIZES = (64, 96, 128, 224, 320)
 FAMILIES = ("classification", "segmentation", "detection", "custom")
@@ -44,7 +45,7 @@ def zoo_names(families=FAMILIES) -> list[tuple[str, str]]:
     """``(family, name)`` of every model in the given families."""
     import torchvision
 
-    from zoo_models import ZOO_MODELS
+    from support.zoo_models import ZOO_MODELS
 
     out = []
     if "classification" in families:
@@ -62,7 +63,7 @@ def build(family: str, name: str) -> nn.Module:
     """A fresh model with random weights in eval mode (detection: its backbone + FPN)."""
     import torchvision
 
-    from zoo_models import ZOO_MODELS
+    from support.zoo_models import ZOO_MODELS
 
     torch.manual_seed(0)
     if family == "custom":
@@ -90,7 +91,7 @@ def _runs_on(model: nn.Module, x: torch.Tensor) -> bool:
 def example_input(family: str, name: str, model: nn.Module | None = None) -> torch.Tensor:
     """The smallest 1×3×S×S input (S in SIZES) the model runs on (tried on the meta device)."""
     if family == "custom":
-        from zoo_models import ZOO_MODELS
+        from support.zoo_models import ZOO_MODELS
 
         return torch.randn(*ZOO_MODELS[name][1], generator=torch.Generator().manual_seed(0))
     model = model if model is not None else build(family, name)
@@ -106,7 +107,7 @@ def example_input(family: str, name: str, model: nn.Module | None = None) -> tor
 
 def check_model(job: tuple[str, str, int]) -> dict:
     """Everything the coverage table needs for one model (runs in a worker)."""
-    from rebuild_check import RebuildCheckError, check_rebuild, output_shapes, param_count, random_densities
+    from support.rebuild_check import RebuildCheckError, check_rebuild, output_shapes, param_count, random_densities
 
     from sparsenet_design.errors import TraceError
     from sparsenet_design.tracing.trace import trace

@@ -5,7 +5,7 @@ library (cited per class) that the tracer and the layer registries must handle:
 shape checks before a residual add, forwards that loop over lists, YOLO's
 saved-outputs loop, timm's norm-act subclasses with their own forward,
 ``*args``/``**kwargs`` forwards and a branch on tensor values. Every case must
-pass ``benchmarks/rebuild_check.check_rebuild`` for ``min`` and ``max`` with
+pass ``tests/support/rebuild_check.check_rebuild`` for ``min`` and ``max`` with
 ``strict=True`` and random densities; per case, a second test checks that the
 part that used to break was really resized rather than pinned or repaired.
 """
@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 
-from rebuild_check import check_rebuild, param_count, random_densities  # noqa: E402
+from support.rebuild_check import check_rebuild, param_count, random_densities  # noqa: E402
 
 from sparsenet_design.kinds.prunable import prunable_layers  # noqa: E402
 from sparsenet_design import reconstruct  # noqa: E402

@@ -19,11 +19,11 @@ from sparsenet_design import design_spec
 from sparsenet_design.tracing.trace import _is_leaf, _LeafAwareTracer, trace
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 
-from strategies import build_net, dag_recipes  # noqa: E402
-from zoo_models import ZOO_MODELS  # noqa: E402
+from support.strategies import build_net, dag_recipes  # noqa: E402
+from support.zoo_models import ZOO_MODELS  # noqa: E402
 
 torchvision = pytest.importorskip("torchvision")
 

@@ -1,7 +1,7 @@
 """Property test: random DAG networks rebuild to runnable compact models.
 
-Networks and densities come from ``tests/strategies.py``; the property is
-``benchmarks/rebuild_check.check_rebuild`` (compact runs, output shapes unchanged,
+Networks and densities come from ``tests/support/strategies.py``; the property is
+``tests/support/rebuild_check.check_rebuild`` (compact runs, output shapes unchanged,
 parameters ≤ original, spec → fresh copy gives the same model), for ``min`` and ``max``.
 The 10,000-example run is ``benchmarks/random_dag_fuzz.py``.
 """
@@ -15,12 +15,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "benchmarks", ROOT / "tests"):
+for p in (ROOT / "tests",):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from rebuild_check import check_rebuild, output_shapes  # noqa: E402
-from strategies import Op, Recipe, build_net, dag_recipes, random_recipe  # noqa: E402
+from support.rebuild_check import check_rebuild, output_shapes  # noqa: E402
+from support.strategies import Op, Recipe, build_net, dag_recipes, random_recipe  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

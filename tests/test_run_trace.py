@@ -25,7 +25,7 @@ torchvision = pytest.importorskip("torchvision")
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
-from strategies import build_net, dag_recipes  # noqa: E402
+from support.strategies import build_net, dag_recipes  # noqa: E402
 
 _PLAIN = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul}
 

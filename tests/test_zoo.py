@@ -1,7 +1,7 @@
 """Reconstruction on representative real architectures (torchvision + hand-written).
 
 Fast part: a few small torchvision models at a small input and the nets of
-``benchmarks/zoo_models.py``. Slow part (``-m slow``): the whole zoo, as in
+``tests/support/zoo_models.py``. Slow part (``-m slow``): the whole zoo, as in
 ``benchmarks/zoo_coverage.py``.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 
 torchvision = pytest.importorskip("torchvision")
 
-from rebuild_check import check_rebuild, random_densities  # noqa: E402
-from zoo_models import ZOO_MODELS  # noqa: E402
+from support.rebuild_check import check_rebuild, random_densities  # noqa: E402
+from support.zoo_models import ZOO_MODELS  # noqa: E402
 
 
 def _tiny_vit():
