@@ -8,13 +8,14 @@ import click
 from rich.console import Console
 
 from ..training import distributed
+from ..design.widths import STRATEGIES as WIDTH_STRATEGIES
 from ..errors import SdesignError
 
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-STRATEGIES = ("min", "max", "mean")
+STRATEGIES = tuple(WIDTH_STRATEGIES)  # the strategy names the √d rule knows
 
 # the arguments of this invocation, for relaunching it on several processes
 INVOCATION: dict[str, list[str]] = {"args": []}

@@ -106,20 +106,11 @@ class LayerKind(Kind):
         if name is None and type(self) is LayerKind:
             first = self.classes[0]
             self.name = first.rsplit(".", 1)[-1] if isinstance(first, str) else first.__name__
-        if output_shape is not None:
-            self.output_shape = output_shape
-        if tensors is not None:
-            self.tensors = tensors
-        if prunable is not None:
-            self.prunable = prunable
-        if roles is not None:
-            self.roles = roles
-        if leaf is not None:
-            self.leaf = leaf
-        if resize is not None:
-            self.resize = resize
-        if reset is not None:
-            self.reset = reset
+        given = {"output_shape": output_shape, "tensors": tensors, "prunable": prunable, "roles": roles,
+                 "leaf": leaf, "resize": resize, "reset": reset}
+        for attr, value in given.items():  # what is not given stays as the class says
+            if value is not None:
+                setattr(self, attr, value)
 
     def targets(self) -> tuple:
         return self.classes

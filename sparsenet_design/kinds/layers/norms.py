@@ -144,8 +144,25 @@ def group_norm_channels(ctx: RuleContext, x, num_groups: int, owner: str | None 
     ctx.set_output(copy_info(ctx.channels(x)))
 
 
-class GroupNorm(LayerKind):
+class _AffineStock:
+    """A norm whose stock class's init is ``ones``/``zeros`` on its affine tensors (if any)."""
+
+    stock: type
+
+    def reset(self, module: nn.Module) -> None:
+        if type(module) is self.stock:
+            if module.weight is not None:
+                _init_affine(module)
+        else:
+            module.reset_parameters()
+
+    def fresh_init_writes_all(self, module: nn.Module) -> bool:
+        return type(module) is self.stock and _affine_as_flagged(module)
+
+
+class GroupNorm(_AffineStock, LayerKind):
     classes = (nn.GroupNorm,)
+    stock = nn.GroupNorm
     tensors = {"weight": {0: "num_channels"}, "bias": {0: "num_channels"}}
 
     def channels(self, ctx: RuleContext) -> None:
@@ -154,21 +171,13 @@ class GroupNorm(LayerKind):
     def output_shape(self, module: nn.Module, x: torch.Tensor) -> tuple[int, ...] | None:
         return norm_output_shape(module, x)
 
-    def reset(self, module: nn.Module) -> None:
-        if type(module) is nn.GroupNorm:
-            if module.affine:
-                _init_affine(module)
-        else:
-            module.reset_parameters()
-
-    def fresh_init_writes_all(self, module: nn.Module) -> bool:
-        return type(module) is nn.GroupNorm and _affine_as_flagged(module)
 
 
-class LayerNorm(LayerKind):
+class LayerNorm(_AffineStock, LayerKind):
     """``nn.LayerNorm`` over the last dimension (over several: pinned)."""
 
     classes = (nn.LayerNorm,)
+    stock = nn.LayerNorm
     tensors = {"weight": {0: "normalized_shape"}, "bias": {0: "normalized_shape"}}
 
     def channels(self, ctx: RuleContext) -> None:
@@ -190,15 +199,6 @@ class LayerNorm(LayerKind):
                 return None
         return tuple(x.shape)
 
-    def reset(self, module: nn.Module) -> None:
-        if type(module) is nn.LayerNorm:
-            if module.elementwise_affine:
-                _init_affine(module)
-        else:
-            module.reset_parameters()
-
-    def fresh_init_writes_all(self, module: nn.Module) -> bool:
-        return type(module) is nn.LayerNorm and _affine_as_flagged(module)
 
 
 class PReLU(LayerKind):

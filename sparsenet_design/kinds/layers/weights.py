@@ -82,17 +82,23 @@ def _channel_dim(x: torch.Tensor, spatial: int) -> int | None:
     return None
 
 
-class Conv(_StockInit, LayerKind):
-    """``nn.Conv1d/2d/3d``: plain, grouped and depthwise."""
+class _ConvLike(_StockInit, LayerKind):
+    """What convolutions and transposed convolutions share: the channel coupling,
+    prunability and init; their weights and shape formulas differ."""
 
-    classes = stock = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
     prunable = True
     roles = ("in_channels", "out_channels")
-    tensors = {"weight": {0: "out_channels", 1: ("in_channels", True)}, "bias": {0: "out_channels"}}
     stock_init = staticmethod(init_conv_or_linear)
 
     def channels(self, ctx: RuleContext) -> None:
         ctx.set_output(conv_channels(ctx, ctx.module, ctx.arg(0, "input")))
+
+
+class Conv(_ConvLike):
+    """``nn.Conv1d/2d/3d``: plain, grouped and depthwise."""
+
+    classes = stock = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    tensors = {"weight": {0: "out_channels", 1: ("in_channels", True)}, "bias": {0: "out_channels"}}
 
     def output_shape(self, module: nn.Module, x: torch.Tensor) -> tuple[int, ...] | None:
         spatial = len(module.kernel_size)
@@ -118,18 +124,12 @@ class Conv(_StockInit, LayerKind):
         return (*x.shape[:c], w.shape[0], *out)
 
 
-class ConvTranspose(_StockInit, LayerKind):
+class ConvTranspose(_ConvLike):
     """``nn.ConvTranspose1d/2d/3d``: the convolution's channel coupling, with the
     weight's first two dimensions the other way round."""
 
     classes = stock = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-    prunable = True
-    roles = ("in_channels", "out_channels")
     tensors = {"weight": {0: "in_channels", 1: ("out_channels", True)}, "bias": {0: "out_channels"}}
-    stock_init = staticmethod(init_conv_or_linear)
-
-    def channels(self, ctx: RuleContext) -> None:
-        ctx.set_output(conv_channels(ctx, ctx.module, ctx.arg(0, "input")))
 
     def output_shape(self, module: nn.Module, x: torch.Tensor) -> tuple[int, ...] | None:
         spatial = len(module.kernel_size)

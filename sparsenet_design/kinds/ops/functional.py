@@ -88,42 +88,34 @@ def _conv_owner(ctx: RuleContext, w, classes, groups: int):
     return owner
 
 
-def conv(ctx: RuleContext) -> None:
-    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
-    groups = ctx.arg(6, "groups", 1)
-    owner = _conv_owner(ctx, w, Conv.classes, groups)
-    if owner is not None:
-        ctx.set_output(conv_channels(ctx, owner[1], x, weight_owner=owner[0]))
-        return
-    if groups != 1:
-        for a in (x, w, b):
-            if isinstance(a, fx.Node):
-                ctx.pin(a, f"grouped functional conv {ctx.describe()}")
-        ctx.set_output(None)
-        return
-    ctx.merge(ctx.layout(x, 1), ctx.layout(w, 1))
-    lout = ctx.layout(w, 0)
-    _tie_bias(ctx, b, lout)
-    ctx.set_output(TensorInfo(len(ctx.shape()), {1: lout}))
+def _functional_conv(classes: tuple[type, ...], in_dim: int, what: str):
+    """The rule of a functional (transposed) conv: attributed to the module whose weight
+    it is, else its weight's dimension ``in_dim`` reads the input's channels."""
+
+    def rule(ctx: RuleContext) -> None:
+        x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
+        groups = ctx.arg(6, "groups", 1)
+        owner = _conv_owner(ctx, w, classes, groups)
+        if owner is not None:
+            ctx.set_output(conv_channels(ctx, owner[1], x, weight_owner=owner[0]))
+            return
+        if groups != 1:
+            for a in (x, w, b):
+                if isinstance(a, fx.Node):
+                    ctx.pin(a, f"grouped {what} {ctx.describe()}")
+            ctx.set_output(None)
+            return
+        ctx.merge(ctx.layout(x, 1), ctx.layout(w, in_dim))
+        lout = ctx.layout(w, 1 - in_dim)
+        _tie_bias(ctx, b, lout)
+        ctx.set_output(TensorInfo(len(ctx.shape()), {1: lout}))
+
+    rule.__name__ = what.replace(" ", "_")
+    return rule
 
 
-def conv_transpose(ctx: RuleContext) -> None:
-    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
-    groups = ctx.arg(6, "groups", 1)
-    owner = _conv_owner(ctx, w, ConvTranspose.classes, groups)
-    if owner is not None:
-        ctx.set_output(conv_channels(ctx, owner[1], x, weight_owner=owner[0]))
-        return
-    if groups != 1:
-        for a in (x, w, b):
-            if isinstance(a, fx.Node):
-                ctx.pin(a, f"grouped functional transposed conv {ctx.describe()}")
-        ctx.set_output(None)
-        return
-    ctx.merge(ctx.layout(x, 1), ctx.layout(w, 0))
-    lout = ctx.layout(w, 1)
-    _tie_bias(ctx, b, lout)
-    ctx.set_output(TensorInfo(len(ctx.shape()), {1: lout}))
+conv = _functional_conv(Conv.classes, 1, "functional conv")
+conv_transpose = _functional_conv(ConvTranspose.classes, 0, "functional transposed conv")
 
 
 def _tie_per_channel(ctx: RuleContext, x, tensors, dim: int) -> None:
