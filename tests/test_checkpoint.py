@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from sparsenet_design.files import atomic_write
 from sparsenet_design.training.checkpoint import (
-    atomic_write_bytes, load_checkpoint, load_weights, read_weights, save_checkpoint, save_weights,
+    load_checkpoint, load_weights, read_weights, save_checkpoint, save_weights,
 )
 from sparsenet_design.errors import CheckpointError
 
@@ -93,13 +94,34 @@ def test_plain_weights_are_not_a_checkpoint(tmp_path):
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "f.bin"
-    atomic_write_bytes(path, b"old")
+    atomic_write(path, b"old")
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(path, b"new")
+        atomic_write(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """Weights, specs and run configs get the mode the user's umask gives (not 0600
+    whatever it is), so others on a shared machine can read them when it allows."""
+    import os
+    import stat
+
+    from sparsenet_design.design.spec import DesignSpec
+    from sparsenet_design.training.runs import prepare_run
+
+    old = os.umask(umask)
+    try:
+        save_weights(_model(), tmp_path / "w.safetensors")
+        DesignSpec().save(tmp_path / "spec.json")
+        prepare_run(tmp_path / "run", "prune", {"lr": 0.1})
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "w.safetensors", tmp_path / "spec.json", tmp_path / "run" / "config.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from sparsenet_design.report.html import OUTPUT_WIDTH_ATTRS, width_changes  # noqa: E402
 from sparsenet_design.report.plots import plot_density_curves, plot_layer_density, plot_metric_vs_density  # noqa: E402
-from sparsenet_design.training.runs import read_jsonl  # noqa: E402
+from sparsenet_design.files import read_jsonl  # noqa: E402
 
 
 def _widths_figure(spec: Path, out: Path, title: str) -> Path:

@@ -10,7 +10,8 @@ import click
 from rich.markup import escape
 from torch import nn
 
-from ..training.checkpoint import atomic_write_json, load_weights, save_weights
+from ..files import write_json
+from ..training.checkpoint import load_weights, save_weights
 from ..training.distributed import on_main
 from ..modelfile import load_model_file
 from ..training.runs import RunFolder, prepare_run
@@ -47,7 +48,7 @@ def run_reconstruct(run_dir: Path, out_dir: Path, strategy: str = "min", inherit
                "before": before.as_dict(), "after": after.as_dict(),
                "compression": before.params / after.params if after.params else None,
                "tracer": spec.settings.get("tracer"), "notes": list(getattr(spec, "notes", []) or [])}
-    atomic_write_json(design.summary, summary)
+    write_json(design.summary, summary)
     out.print(comparison_table(before, after, title=f"reconstruct -{strategy}", labels=("original", "compact")))
     out.print(f"graph: {describe_tracer(spec.settings.get('tracer'))}")
     for note in summary["notes"]:
@@ -167,7 +168,7 @@ def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_e
         "compact_weights": str(out_dir / "train" / "weights.safetensors"),
         "seconds": elapsed,
     }
-    on_main(lambda: atomic_write_json(out_dir / "summary.json", summary))
+    on_main(lambda: write_json(out_dir / "summary.json", summary))
     out.print(comparison_table(before, after, title=f"{mf.path.name}: dense vs compact (-{strategy})"))
     if headline:
         out.print(f"{headline}: {before.metrics[headline]:.4g} → {after.metrics.get(headline, float('nan')):.4g} "

@@ -9,11 +9,11 @@ from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
-from ..training.checkpoint import atomic_write_json
+from ..files import read_jsonl, write_json
 from ..design.density import density_report
 from ..errors import SdesignError
 from ..modelfile import ModelFile
-from ..training.runs import RunFolder, read_jsonl
+from ..training.runs import RunFolder
 from ..report.summary import count_params
 from .app import err, main, out
 from .common import load_state, run_model_file, sparse_weights_of, widths_text
@@ -122,7 +122,7 @@ def run_report(run_dir: Path, plots: bool = True) -> dict[str, Any]:
     for path in made:
         out.print(f"plot → {path}")
     result = {"weights": which, "layers": layers, "totals": totals, "plots": [str(p) for p in made], **tracing}
-    atomic_write_json(run.root / "report.json", result)
+    write_json(run.root / "report.json", result)
     return result
 
 

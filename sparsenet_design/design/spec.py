@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import atomic_write, read_json
 
 SPEC_VERSION = 1
 
@@ -61,18 +61,8 @@ class DesignSpec:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temp file then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write atomically (temp file, fsync, rename)."""
+        return atomic_write(path, self.to_json())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DesignSpec":
@@ -84,18 +74,12 @@ class DesignSpec:
         path = Path(path)
         if path.is_dir():
             path = path / "spec.json"
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
+        if not path.is_file():
             raise CheckpointError(
                 f"Design spec {path} does not exist. Pass the spec.json written by "
                 "`sdesign reconstruct` (or its folder)."
-            ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(
-                f"{path} is not a valid design spec (JSON error: {exc}). The file may be truncated "
-                "or not a spec at all; write a new one with `sdesign reconstruct`."
-            ) from None
+            )
+        data = read_json(path, "Design spec")
         if not isinstance(data, dict) or "modules" not in data or not isinstance(data["modules"], dict):
             raise CheckpointError(
                 f"{path} is JSON but not a design spec (it has no 'modules' table). "

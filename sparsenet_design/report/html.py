@@ -5,7 +5,7 @@
     write_html_report("runs/prune", design_dir="runs/design")  # + before/after widths
     write_html_report("runs/demo")      # a `sdesign design` folder: prune/, design/, summary.json
 
-or ``python -m sparsenet_design.report.html RUN [--design DESIGN] [--out FILE]``.
+or ``sdesign report RUN --html [--design DESIGN] [--out FILE]``.
 
 The page has the density against epoch, one density bar per layer (end of the
 run), the training metrics against epoch and, when a design folder is known,
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SdesignError
-from ..training.runs import RunFolder, read_jsonl
+from ..files import atomic_write, read_json, read_jsonl
+from ..training.runs import RunFolder
 
 #: Widths shown in the before/after chart, most telling first; other attributes go to the table only.
 OUTPUT_WIDTH_ATTRS = ("out_channels", "out_features", "embed_dim", "num_features", "num_channels",
@@ -44,13 +45,6 @@ class _Sources:
     summary_kind: str | None  # "design" (sdesign design) or "reconstruct"
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SdesignError(f"{what} {path} cannot be read ({exc}); is the run folder complete?") from exc
-
-
 def _locate(run_dir: Path, design_dir: Path | None) -> _Sources:
     """Find the prune run, the design folder and the summary in a prune run, a
     reconstruct folder or a ``sdesign design`` folder."""
@@ -63,11 +57,11 @@ def _locate(run_dir: Path, design_dir: Path | None) -> _Sources:
         if design_dir is None and (run_dir / "design").is_dir():
             design_dir = run_dir / "design"
         if run.summary.is_file():
-            summary, kind = _read_json(run.summary, "Summary"), "design"
+            summary, kind = read_json(run.summary, "Summary"), "design"
         run = RunFolder(run_dir / "prune")
     elif run.spec.is_file() and not run.density_log.exists():  # a reconstruct folder given as the run
         design_dir = design_dir or run_dir
-        source = _read_json(run.summary, "Summary").get("source_run") if run.summary.is_file() else None
+        source = read_json(run.summary, "Summary").get("source_run") if run.summary.is_file() else None
         if not source or not Path(source).is_dir():
             raise SdesignError(f"{run_dir} is a design folder whose prune run is unknown; pass the prune run "
                                "as RUN and this folder as --design.")
@@ -77,7 +71,7 @@ def _locate(run_dir: Path, design_dir: Path | None) -> _Sources:
         raise SdesignError(f"Design folder {design.root} has no spec.json; pass the --out folder of "
                            "`sdesign reconstruct`.")
     if design is not None and summary is None and design.summary.is_file():
-        summary, kind = _read_json(design.summary, "Summary"), "reconstruct"
+        summary, kind = read_json(design.summary, "Summary"), "reconstruct"
     if not run.density_log.is_file() and not run.sparse_weights.is_file() and not run.checkpoint.is_file():
         raise SdesignError(f"{run.root} holds no density log, sparse weights or checkpoint; is it the --out "
                            "folder of `sdesign prune`?")
@@ -288,7 +282,7 @@ def _tracing_section(run: RunFolder, design: RunFolder | None) -> str:
         spec = DesignSpec.load(design.spec)
         tracer, notes = spec.settings.get("tracer"), spec.notes
     elif (run.root / "report.json").is_file():
-        report = _read_json(run.root / "report.json", "Report")
+        report = read_json(run.root / "report.json", "Report")
         tracer, notes = report.get("tracer"), report.get("notes", [])
     else:
         return ""
@@ -302,7 +296,7 @@ def _tracing_section(run: RunFolder, design: RunFolder | None) -> str:
 def _config_section(run: RunFolder) -> str:
     if not run.config_path.is_file():
         return ""
-    config = _read_json(run.config_path, "Run config")
+    config = read_json(run.config_path, "Run config")
     args = config.get("args", {})
     rows = [("command", config.get("command")), ("model file", config.get("model_file", {}).get("path")),
             ("started", config.get("started"))]
@@ -362,9 +356,8 @@ def write_html_report(run_dir: str | Path, out_path: str | Path | None = None,
     page = render_html(run_dir, design_dir)
     out = Path(out_path) if out_path is not None else Path(run_dir) / "report.html"
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
+        atomic_write(out, page)
     except OSError as exc:
         raise SdesignError(f"Cannot write the HTML report {out}: {exc.strerror or exc}. "
-                           "Choose a writable output path.") from exc
+                           "Pass --out FILE with a writable path.") from exc
     return out

@@ -13,8 +13,6 @@ Every read failure becomes a :class:`CheckpointError` that names the file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,38 +24,9 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 CHECKPOINT_FORMAT = "sparsenet-design-checkpoint/1"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def read_json(path: str | Path, what: str = "JSON file") -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist.")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{what} {path} is not valid JSON ({exc}); it may be truncated or corrupt.") from exc
 
 
 def _plain_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -86,7 +55,7 @@ def save_weights(model: nn.Module | Mapping[str, torch.Tensor], path: str | Path
     """Save a module's state dict (or a state dict) as safetensors, atomically."""
     state = model.state_dict() if isinstance(model, nn.Module) else model
     path = Path(path)
-    atomic_write_bytes(path, st_save(_plain_tensors(state), metadata=dict(metadata or {})))
+    atomic_write(path, st_save(_plain_tensors(state), metadata=dict(metadata or {})))
     return path
 
 
@@ -171,7 +140,7 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor],
     tensors.update({f"state/{k}": v for k, v in state_tensors.items()})
     metadata = {"format": CHECKPOINT_FORMAT, "state": json.dumps(skeleton)}
     path = Path(path)
-    atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+    atomic_write(path, st_save(tensors, metadata=metadata))
     return path
 
 

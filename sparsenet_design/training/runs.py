@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_json, read_json
+from ..files import atomic_write, read_json, read_jsonl, write_json
 from ..errors import CheckpointError, SdesignError
 
 
@@ -117,7 +117,7 @@ def prepare_run(root: str | Path, command: str, args: dict[str, Any],
             )
         # the recorded config is the run's truth; keep it, just note the resume.
         old.setdefault("resumed", []).append(datetime.now(timezone.utc).isoformat())
-        atomic_write_json(run.config_path, old)
+        write_json(run.config_path, old)
         return run
     config = {
         "command": command,
@@ -129,7 +129,7 @@ def prepare_run(root: str | Path, command: str, args: dict[str, Any],
     }
     if model_file is not None:
         config["model_file"] = {"path": str(model_file.path), "sha256": model_file.sha256}
-    atomic_write_json(run.config_path, config)
+    write_json(run.config_path, config)
     return run
 
 
@@ -148,22 +148,6 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(_jsonable(record)) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(path.read_text().splitlines()):
-                break  # a run killed mid-write leaves a partial last line
-            raise CheckpointError(f"{path} line {n} is not valid JSON; the log is corrupt.")
-    return records
-
-
 def truncate_jsonl(path: Path, last_epoch: int, last_step: int | None = None) -> None:
     """Drop records written after the checkpoint an interrupted run resumes from:
     epoch records of epochs after ``last_epoch``, step records after ``last_step``."""
@@ -176,7 +160,4 @@ def truncate_jsonl(path: Path, last_epoch: int, last_step: int | None = None) ->
         return int(record.get("epoch", 0)) <= last_epoch
 
     kept = [r for r in read_jsonl(path) if keep(r)]
-    text = "".join(json.dumps(r) + "\n" for r in kept)
-    from .checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode())
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..design.density import DensityReport, density_report
 from ..errors import CheckpointError, SdesignError
+from ..files import read_jsonl
 
 
 def _plain(value: Any) -> Any:
@@ -118,26 +119,15 @@ def read_density_log(path: str | Path) -> list[dict[str, Any]]:
     """The records of a density log, in order. A torn last line (a run killed
     while writing) is ignored; a broken line elsewhere is an error."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise CheckpointError(f"Cannot read the density log {path}: {exc}.") from exc
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or "overall_density" not in record:
-                raise ValueError("not a density record")
-        except ValueError as exc:
-            if number == len(lines):
-                break
+    if not path.is_file():
+        raise CheckpointError(f"The density log {path} does not exist; pass the density.jsonl of a prune run.")
+    records = read_jsonl(path, "density log")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or "overall_density" not in record:
             raise CheckpointError(
-                f"Line {number} of the density log {path} is not a density record ({exc}). "
+                f"Record {number} of the density log {path} is not a density record. "
                 "The file was edited or mixed with another log; remove the line or start a new run."
-            ) from exc
-        records.append(record)
+            )
     return records
 
 
