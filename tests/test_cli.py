@@ -147,8 +147,13 @@ def test_design_runs_the_whole_loop(tmp_path):
     assert "dense vs compact" in output
 
 
-def _sdesign(*args, env_extra=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **(env_extra or {})}
+def _sdesign(*args, crash_after_steps=None):
+    """``sdesign ARGS`` in a subprocess; with ``crash_after_steps`` it dies like kill -9
+    after that optimizer step (tests/crash_hook injects the crash)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    if crash_after_steps is not None:
+        env.update(TEST_CRASH_AFTER_STEPS=str(crash_after_steps), PYTHONPATH=os.pathsep.join(
+            [str(ROOT / "tests" / "crash_hook"), str(ROOT), env.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "sparsenet_design.cli", "-q", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
@@ -159,7 +164,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
     args = ["prune", TINY, "--lr", 0.1, "--lam", 1e-2, "--epochs", 3, "--n-p", 1, "--momentum", 0.5,
             "--checkpoint-every", 4, "--every-n-steps", 2]
     invoke(*args, "--out", tmp_path / "straight")
-    killed = _sdesign(*args, "--out", tmp_path / "killed", env_extra={"SDESIGN_CRASH_AFTER_STEPS": "15"})
+    killed = _sdesign(*args, "--out", tmp_path / "killed", crash_after_steps=15)
     assert killed.returncode == 17, killed.stderr
     _, state = load_checkpoint(tmp_path / "killed" / "checkpoint" / "last.safetensors")
     # 8 steps per epoch, a checkpoint every 4: the last one is epoch 1 + 4 batches (step 12)

@@ -91,6 +91,13 @@ def _worker(out: str, run_dir: str, resume: str, checkpoint_every: str) -> None:
                 "world_size": distributed.world_size()}, Path(out) / f"rank{distributed.rank()}.pt")
 
 
+def crash_after(steps: int) -> dict[str, str]:
+    """Environment under which every process started dies like kill -9 after that
+    optimizer step (tests/crash_hook/sitecustomize.py injects the crash)."""
+    return {"TEST_CRASH_AFTER_STEPS": str(steps),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "crash_hook"), str(ROOT)])}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -194,7 +201,7 @@ def killed(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("killed")
     codes, outputs = launch(base / "out", base / "run", checkpoint_every=2,
-                            env_extra={"SDESIGN_CRASH_AFTER_STEPS": "11"})
+                            env_extra=crash_after(11))
     assert codes == [17, 17], "\n".join(outputs)
     _, state = load_checkpoint(base / "run" / "checkpoint" / "last.safetensors")
     # 7 steps per epoch, a checkpoint every 2 steps: the last is step 10 = epoch 1 + 3 global batches
@@ -243,7 +250,7 @@ def test_cli_nproc_run_killed_then_resumed_on_one_process(tmp_path):
     tiny = ROOT / "examples" / "tiny_mlp.py"
     args = ["prune", str(tiny), "--lr", "0.1", "--lam", "2e-2", "--epochs", "3", "--n-p", "1",
             "--checkpoint-every", "4", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SDESIGN_CRASH_AFTER_STEPS": "15", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **crash_after(15)}
     killed = subprocess.run([sys.executable, "-m", "sparsenet_design.cli", "-q", *args, "--nproc", "2",
                              "--out", str(tmp_path / "killed")],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)

@@ -20,7 +20,6 @@ can resume on another number of them.
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,12 +41,9 @@ from .runs import append_jsonl, truncate_jsonl
 
 _END = object()
 
-#: Testing hook: the process dies (like ``kill -9``) after this many optimizer steps.
-CRASH_ENV = "SDESIGN_CRASH_AFTER_STEPS"
-
 
 __all__ = ["Trainer", "TrainResult", "default_device", "epoch_seed", "is_main_process", "move_to",
-           "seed_epoch", "steps_per_epoch", "CRASH_ENV"]
+           "seed_epoch", "steps_per_epoch"]
 
 
 def default_device() -> torch.device:
@@ -170,8 +166,6 @@ class Trainer:
         self._loss_sum = 0.0
         self._resume_rng: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
-        crash = os.environ.get(CRASH_ENV)
-        self._crash_after = int(crash) if crash else None
 
     # ---- state ----------------------------------------------------------------
 
@@ -312,8 +306,6 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        if self._crash_after is not None and self.step >= self._crash_after:
-            os._exit(17)
         return global_loss
 
     def _autocast(self):
