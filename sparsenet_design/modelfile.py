@@ -11,6 +11,7 @@ A model file is a plain Python file with a few top-level names::
     PINNED = ["head"]                                      (optional module paths)
     LEAF_MODULES = [MyBlock]                               (optional classes)
     DEFAULTS = {"lr": 0.1, "lam": 1e-4, ...}               (optional CLI defaults)
+    SETTINGS = {"kernel_size": 5, ...}; configure(settings)  (optional: set with --set NAME=VALUE)
     make_optimizer(params) -> optimizer | (optimizer, scheduler)   (optional, retraining)
 
 Everything the file does wrong is reported as a :class:`ModelFileError` that
@@ -22,7 +23,7 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from .errors import ModelFileError
+from .modelfile_options import apply_settings, resolve_model_file
 
 REQUIRED = ("build_model", "example_inputs", "train_data", "loss")
 
@@ -96,6 +98,7 @@ class ModelFile:
     leaf_modules: tuple[type, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
     headline_metric: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # SETTINGS as set for this run
 
     def _call(self, name: str, *args):
         try:
@@ -211,15 +214,22 @@ def _import(path: Path) -> ModuleType:
     return module
 
 
-def load_model_file(path: str | Path) -> ModelFile:
-    """Import ``path`` and check it defines what the toolkit needs."""
-    path = Path(path).expanduser().resolve()
+def load_model_file(path: str | Path, settings: Mapping[str, Any] | None = None) -> ModelFile:
+    """Import ``path`` (or the model file registered under that name) and check it
+    defines what the toolkit needs; ``settings`` set its ``SETTINGS``."""
+    path = resolve_model_file(path).expanduser().resolve()
     if not path.is_file():
         raise ModelFileError(
             f"Model file {path} does not exist. A model file is a Python file that "
             f"defines {', '.join(REQUIRED)}; minimal template:\n\n{TEMPLATE}"
         )
     module = _import(path)
+    try:
+        values = apply_settings(module, path, settings)
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise _raised("configure()", exc, path) from exc
     missing = [n for n in REQUIRED if not callable(getattr(module, n, None))]
     if missing:
         raise ModelFileError(
@@ -242,5 +252,5 @@ def load_model_file(path: str | Path) -> ModelFile:
     return ModelFile(
         path=path, module=module, sha256=_hash(path), pinned=tuple(pinned),
         leaf_modules=tuple(leaf), defaults=defaults,
-        headline_metric=str(headline) if headline else None,
+        headline_metric=str(headline) if headline else None, settings=values,
     )

@@ -20,6 +20,7 @@ from .kinds import LayerKind, OpKind, all_kinds, function_kind, layer_kind, regi
 from .kinds.prunable import prunable_layers
 from .kinds.rules import function_rule, passthrough_rule
 from .modelfile import load_model_file
+from .modelfile_options import parse_assignments
 from .rebuild.build import apply_spec
 from .rebuild.reconstruct import reconstruct
 from .training.checkpoint import load_weights, read_weights, save_weights
@@ -27,6 +28,6 @@ from .training.checkpoint import load_weights, read_weights, save_weights
 __all__ = [
     "CheckpointError", "DesignSpec", "LayerKind", "ModelFileError", "OpKind", "RuleContext", "SdesignError",
     "SpecMismatchError", "TensorInfo", "TraceError", "all_kinds", "apply_spec", "function_kind", "function_rule",
-    "layer_kind", "load_model_file", "load_weights", "passthrough_rule", "prunable_layers", "read_weights",
+    "layer_kind", "load_model_file", "load_weights", "parse_assignments", "passthrough_rule", "prunable_layers", "read_weights",
     "reconstruct", "register_kind", "registered", "save_weights", "unregister_kind",
 ]

@@ -13,7 +13,7 @@ paragraph, no traceback, exit code 1 (usage errors: 2).
 """
 from __future__ import annotations
 
-from . import design, prune, report, train  # noqa: F401  (each registers its commands on main)
+from . import design, info, prune, report, train  # noqa: F401  (each registers its commands on main)
 from .app import main
 
 __all__ = ["main"]

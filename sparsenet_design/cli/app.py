@@ -77,3 +77,14 @@ def common_training_options(f):
     ]):
         f = decorator(f)
     return f
+
+
+def model_settings_option(f):
+    """``--set NAME=VALUE`` (repeatable): one of the model file's SETTINGS."""
+    from ..modelfile_options import parse_assignments
+
+    return click.option(
+        "--set", "settings", multiple=True, metavar="NAME=VALUE",
+        callback=lambda ctx, param, values: parse_assignments(values),
+        help="Set one of the model file's SETTINGS (repeatable); `sdesign info MODEL` lists them.",
+    )(f)

@@ -129,9 +129,19 @@ def without_nproc(args: Sequence[str]) -> list[str]:
 def open_run(out_dir: Path, command: str, args: dict, mf: ModelFile, resume: bool) -> tuple[RunFolder, dict]:
     """Create or reopen the run folder (rank 0 writes config.json) and return the
     arguments the run goes by (on --resume, the recorded ones)."""
+    if mf.settings:
+        args = {**args, "settings": mf.settings}
+
     def open_it():
         run = prepare_run(out_dir, command, args, mf, resume=resume)
-        return run, ({**args, **run.config()["args"]} if resume else args)
+        recorded = run.config().get("args", {}) if resume else args
+        if resume and recorded.get("settings", {}) != args.get("settings", {}):
+            given = " ".join(f"--set {k}={v}" for k, v in recorded.get("settings", {}).items())
+            raise SdesignError(
+                f"--resume: {run.root} was started with other model-file settings; resuming with these "
+                f"would mix two setups. Resume with the recorded ones ({given or 'no --set'})."
+            )
+        return run, ({**args, **recorded} if resume else args)
 
     return on_main(open_it)
 
@@ -165,7 +175,7 @@ def run_model_file(run: RunFolder) -> ModelFile:
     path = config.get("model_file", {}).get("path")
     if not path:
         raise SdesignError(f"{run.config_path} does not record a model file; is {run.root} a prune run?")
-    return load_model_file(path)
+    return load_model_file(path, config.get("args", {}).get("settings"))
 
 
 def sparse_weights_of(run: RunFolder) -> tuple[dict, str]:

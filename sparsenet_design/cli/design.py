@@ -16,7 +16,7 @@ from ..training.distributed import on_main
 from ..modelfile import load_model_file
 from ..training.runs import RunFolder, prepare_run
 from ..report.summary import comparison_table, summarize
-from .app import STRATEGIES, err, main, nproc_option, out
+from .app import STRATEGIES, err, main, model_settings_option, nproc_option, out
 from .common import apply_specs, check_runs, check_traceable, compact_model, load_state, pick, pick_device, relaunch, run_model_file, seeded_model, sparse_weights_of
 from .prune import run_prune
 from .report import describe_tracer
@@ -93,14 +93,15 @@ def reconstruct_cmd(run_dir, strategy, inherit, prior_specs, latency, out_dir):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/design"),
               show_default=True, help="Run folder (dense/, prune/, design/, train/ inside).")
 @nproc_option
+@model_settings_option
 def design(model_file, lr, lam, epochs, n_p, strategy, inherit, init, baseline_epochs, train_epochs, rounds,
-           seed, device, latency, out_dir, nproc=None):
+           seed, device, latency, out_dir, settings, nproc=None):
     """The whole loop: dense baseline → sparsify → reconstruct → retrain → evaluate,
     with a before/after table."""
     relaunch(nproc)
     started = time.perf_counter()
     pick_device(device)
-    mf = load_model_file(model_file)
+    mf = load_model_file(model_file, settings)
     seed = pick(seed, mf, "seed", 0)
     strategy = pick(strategy, mf, "strategy", "min")
     train_epochs = pick(train_epochs, mf, "train_epochs", 10)

@@ -10,7 +10,7 @@ from ..training.checkpoint import load_weights, save_weights
 from ..training.distributed import on_main
 from ..design.density import density_report
 from ..modelfile import ModelFile, load_model_file
-from .app import common_training_options, err, main
+from .app import common_training_options, err, main, model_settings_option
 from .common import check_traceable, open_run, pick, pick_device, relaunch, seeded_model, training_config
 
 
@@ -61,8 +61,9 @@ def run_prune(mf: ModelFile, out_dir: Path, *, lr=None, lam=None, epochs=None, n
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/prune"),
               show_default=True, help="Run folder.")
 @common_training_options
-def prune(model_file, out_dir, nproc=None, **kwargs):
+@model_settings_option
+def prune(model_file, out_dir, settings, nproc=None, **kwargs):
     """Sparsify MODEL_FILE with OBProx-SG, logging density and metrics per epoch."""
     relaunch(nproc)
-    mf = load_model_file(model_file)
+    mf = load_model_file(model_file, settings)
     run_prune(mf, out_dir, **kwargs)

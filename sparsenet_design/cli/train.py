@@ -14,7 +14,7 @@ from ..training.checkpoint import load_weights, save_weights
 from ..training.distributed import on_main
 from ..modelfile import ModelFile, load_model_file
 from ..report.summary import ModelSummary, count_params, summarize
-from .app import common_training_options, err, main, out
+from .app import common_training_options, err, main, model_settings_option, out
 from .common import compact_model, metrics_table, open_run, pick, pick_device, relaunch, training_config
 
 
@@ -90,10 +90,11 @@ def run_train(mf: ModelFile, out_dir: Path, *, specs: Sequence[Path] = (), epoch
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: SPEC's folder/train, or runs/train).")
 @common_training_options
-def train_cmd(model_file, specs, out_dir, nproc=None, **kwargs):
+@model_settings_option
+def train_cmd(model_file, specs, out_dir, settings, nproc=None, **kwargs):
     """Train MODEL_FILE's model, compact if --spec is given (from scratch by default, as the paper)."""
     relaunch(nproc)
-    mf = load_model_file(model_file)
+    mf = load_model_file(model_file, settings)
     if out_dir is None:
         out_dir = Path(specs[-1]).parent / "train" if specs else Path("runs/train")
     run_train(mf, out_dir, specs=specs, **kwargs)
@@ -119,9 +120,10 @@ def run_evaluate(mf: ModelFile, specs: Sequence[Path] = (), weights: Path | None
 @click.option("--latency/--no-latency", default=True, help="Measure CPU latency.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 @click.option("--device", default=None, help="Device for evaluate() (default: cuda if available).")
-def evaluate_cmd(model_file, specs, weights, latency, as_json, device):
+@model_settings_option
+def evaluate_cmd(model_file, specs, weights, latency, as_json, device, settings):
     """Parameters, size, MACs, CPU latency and the model file's metrics."""
-    mf = load_model_file(model_file)
+    mf = load_model_file(model_file, settings)
     summary = run_evaluate(mf, specs, weights, latency, device)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))

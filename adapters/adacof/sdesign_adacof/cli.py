@@ -60,7 +60,7 @@ def model_options(f):
     for decorator in reversed([
         click.option("--model", "model_name", default=None,
                      help="average (frame mean), adacof, adacof+, compressed, compressed+, cdfi, or a model file "
-                          "(*.py) with build_model(). Default: the architecture recorded in --weights (by "
+                          "(*.py, or a name such as adacof:paper-cdfi) with build_model(). Default: the architecture recorded in --weights (by "
                           "`sdesign adacof convert`), else cdfi."),
         click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Model weights (.safetensors; `sdesign adacof convert` makes them from published .pth)."),
@@ -71,9 +71,20 @@ def model_options(f):
                      help="Design spec(s) of a compact model, applied in order before loading --weights."),
         click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
         click.option("--amp", is_flag=True, help="Run the model under autocast (fp16 on CUDA, bf16 on CPU)."),
+        click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", expose_value=False,
+                     callback=_remember_settings,
+                     help="With a model file as --model: set one of its SETTINGS (repeatable; "
+                          "`sdesign info MODEL` lists them)."),
     ]):
         f = decorator(f)
     return f
+
+
+def _remember_settings(ctx: click.Context, param, values) -> None:
+    """``--set`` values for the model file the command loads (kept on the context)."""
+    from sparsenet_design.plugin_api import parse_assignments
+
+    ctx.meta["model_settings"] = parse_assignments(values)
 
 
 def _model_label(model_name, weights) -> str:
@@ -85,7 +96,8 @@ def _model_label(model_name, weights) -> str:
 
 
 def _interpolator(model_name, weights, specs, device, amp, mode="auto") -> tuple[Interpolator, int]:
-    net = load_model(model_name, weights, specs, mode)
+    settings = click.get_current_context().meta.get("model_settings")
+    net = load_model(model_name, weights, specs, mode, settings)
     if weights is None and model_name != "average":
         err.print(f"[yellow]warning: no --weights given; {_model_label(model_name, weights)} runs with its "
                   "initial (untrained) weights")

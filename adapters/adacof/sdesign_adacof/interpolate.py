@@ -121,7 +121,7 @@ _PYTORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
 
 
 def load_model(model: str | os.PathLike | None, weights: str | os.PathLike | None = None,
-               specs: Sequence[str | os.PathLike] = (), mode=None) -> nn.Module:
+               specs: Sequence[str | os.PathLike] = (), mode=None, settings: dict | None = None) -> nn.Module:
     """A model from a built-in name or a model file (``build_model()``), with
     design specs applied in order and weights (safetensors) loaded.
 
@@ -129,7 +129,8 @@ def load_model(model: str | os.PathLike | None, weights: str | os.PathLike | Non
     mode: with ``model=None`` the architecture comes from the file, and the
     model runs in the file's mode unless ``mode`` (a preset name or
     :class:`~sdesign_adacof.models.mode.Mode`; ``"auto"`` = the file's) says
-    otherwise. Without such metadata, ``model=None`` means ``cdfi``."""
+    otherwise. Without such metadata, ``model=None`` means ``cdfi``. ``settings``
+    set a model file's ``SETTINGS``."""
     from .checkpoints import ARCH_KEY, ARCHS, apply_weights_mode, guess_arch, read_checkpoint, weights_metadata
 
     if weights is not None and Path(weights).suffix.lower() in _PYTORCH_SUFFIXES:
@@ -148,15 +149,17 @@ def load_model(model: str | os.PathLike | None, weights: str | os.PathLike | Non
     if model is None:
         model = arch or "cdfi"
     model = str(model)
-    is_file = model.endswith(".py") or Path(model).is_file()
+    is_file = model.endswith(".py") or Path(model).is_file() or ":" in model  # a path, or a registered name
     if arch and not is_file and model != arch:
         raise SdesignError(f"{weights} holds converted {arch!r} weights but --model is {model!r}; pass "
                            f"--model {arch} or leave --model out.")
     if is_file:
         from sparsenet_design.plugin_api import load_model_file
 
-        net = load_model_file(model).build_model()
+        net = load_model_file(model, settings).build_model()
     else:
+        if settings:
+            raise SdesignError(f"--set applies to model files; --model {model} is a built-in model.")
         net = build_builtin(model)
     if specs:
         from sparsenet_design.plugin_api import DesignSpec, apply_spec

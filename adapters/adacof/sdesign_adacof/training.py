@@ -6,9 +6,10 @@ frames with random flips and temporal swap; loss = Charbonnier + 0.005 · VGG16
 conv4_3 (before its ReLU, raw [0, 1] input) + 0.01 · g_Spatial; validation each
 epoch. The core loop brings checkpoints, resume and ``--amp``.
 
-Model files take no arguments, so the paper's model files
-(``model_files/paper_*.py``) read their settings from ``SDESIGN_ADACOF_*``
-environment variables (:class:`Settings`); every default reproduces the
+The paper's model files (``model_files/paper_*.py``, by name ``adacof:paper``
+and ``adacof:paper-cdfi``) declare their settings (:class:`Settings`) as
+``SETTINGS``, set with ``--set NAME=VALUE`` on the command line, with
+``SDESIGN_ADACOF_*`` environment variables as a fallback; every default reproduces the
 published recipe except the data, which defaults to embedded synthetic
 triplets, and the warp, which defaults to true bilinear sampling with exact
 gradients (``MODE=published-training`` reproduces the published kernels).
@@ -109,6 +110,15 @@ class Settings:
         """``paper_cdfi.py``: CDFI F=11, d=2 (the paper's final model) on the whole training set."""
         return cls(kernel_size=int(env("KERNEL_SIZE", "11")), dilation=int(env("DILATION", "2")),
                    train_limit=int(env("TRAIN_LIMIT", "0")))
+
+
+def setting_defaults(kind: str) -> dict:
+    """The ``SETTINGS`` of a paper model file (``kind`` "adacof" or "cdfi"): the
+    published recipe, with ``SDESIGN_ADACOF_*`` variables as a fallback; ``--set
+    NAME=VALUE`` on the command line overrides them."""
+    from dataclasses import asdict
+
+    return asdict(Settings.for_cdfi() if kind == "cdfi" else Settings.for_adacof())
 
 
 # --------------------------------------------------------------------- data

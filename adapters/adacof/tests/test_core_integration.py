@@ -170,3 +170,13 @@ def test_rebuilt_model_keeps_its_mode():
     compact, _ = reconstruct(model, inputs, densities=random_densities(model, 7))
     assert compact.mode == PUBLISHED
     assert compact(*inputs).shape == inputs[0].shape
+
+
+def test_model_files_by_name_take_their_settings():
+    from sparsenet_design.plugin_api import load_model_file
+
+    mf = load_model_file("adacof:adacof", {"kernel_size": "3", "dilation": "2"})
+    model = mf.build_model()
+    assert (model.kernel_size, model.dilation) == (3, 2) and mf.settings == {"kernel_size": 3, "dilation": 2}
+    paper = load_model_file("adacof:paper-cdfi", {"kernel_size": "5", "dilation": "1", "width": "0.25"})
+    assert paper.settings["kernel_size"] == 5 and paper.build_model().kernel_size == 5

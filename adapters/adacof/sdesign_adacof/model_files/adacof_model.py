@@ -1,8 +1,8 @@
 """AdaCoF as a model file for the core: ``sdesign prune adacof_model.py``.
 
-F and d come from the environment (``SDESIGN_ADACOF_KERNEL_SIZE``, default 5;
-``SDESIGN_ADACOF_DILATION``, default 1: the paper's compression experiments),
-the same variables the paper model files read. Training data are synthetic
+F and d are settings (``--set kernel_size=11 --set dilation=2``; defaults 5 and
+1: the paper's compression experiments; ``SDESIGN_ADACOF_KERNEL_SIZE`` /
+``SDESIGN_ADACOF_DILATION`` as a fallback), as in the paper model files. Training data are synthetic
 moving-patch triplets (64×64), so the file runs without any dataset; the loss
 is Charbonnier + 0.01 · g_Spatial (the published smoothness term). The warp op
 pins the F² kernel/offset outputs, the occlusion mask has one channel
@@ -15,8 +15,15 @@ from sdesign_adacof import AdaCoF
 from sdesign_adacof.model_files import interpolation_loss, moving_patch_triplets, psnr_on
 from sdesign_adacof.training import env
 
-KERNEL_SIZE = int(env("KERNEL_SIZE", "5"))
-DILATION = int(env("DILATION", "1"))
+SETTINGS = {"kernel_size": int(env("KERNEL_SIZE", "5")), "dilation": int(env("DILATION", "1"))}
+KERNEL_SIZE, DILATION = SETTINGS["kernel_size"], SETTINGS["dilation"]
+
+
+def configure(settings):
+    """Called with the SETTINGS as set on the command line (``--set kernel_size=11``)."""
+    global KERNEL_SIZE, DILATION
+    KERNEL_SIZE, DILATION = settings["kernel_size"], settings["dilation"]
+
 HEADLINE_METRIC = "psnr"
 DEFAULTS = {"lr": 1e-2, "lam": 1e-5, "batch_size": 8}
 

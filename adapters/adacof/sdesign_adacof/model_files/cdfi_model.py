@@ -3,19 +3,26 @@
 Without a spec this is the paper's final model: the published compact U-Net
 (F=11, d=2) with the feature pyramid, GridNet and path selection. To put the
 upgrades on a U-Net that ``sdesign reconstruct`` produced from
-``adacof_model.py``, set ``SDESIGN_ADACOF_SPEC`` to that design spec; a spec
-made at another kernel size (e.g. F=5) gives its widths to an F-sized U-Net
-here (``SDESIGN_ADACOF_KERNEL_SIZE`` / ``SDESIGN_ADACOF_DILATION``, defaults 11
-and 2). These are the variables the paper model files read too.
+``adacof_model.py``, pass that design spec (``--set spec=DESIGN/spec.json``); a
+spec made at another kernel size (e.g. F=5) gives its widths to an F-sized U-Net
+here (``--set kernel_size=…``, ``--set dilation=…``, defaults 11 and 2). The
+``SDESIGN_ADACOF_*`` variables of the same names are the fallback.
 """
 import torch
 
 from sdesign_adacof import training as _t
 from sdesign_adacof.model_files import interpolation_loss, moving_patch_triplets, psnr_on
 
-KERNEL_SIZE = int(_t.env("KERNEL_SIZE", "11"))
-DILATION = int(_t.env("DILATION", "2"))
-SPEC = _t.env("SPEC", None) or None
+SETTINGS = {"kernel_size": int(_t.env("KERNEL_SIZE", "11")), "dilation": int(_t.env("DILATION", "2")),
+            "spec": _t.env("SPEC", None) or None}
+KERNEL_SIZE, DILATION, SPEC = SETTINGS["kernel_size"], SETTINGS["dilation"], SETTINGS["spec"]
+
+
+def configure(settings):
+    """Called with the SETTINGS as set on the command line (``--set spec=DESIGN/spec.json``)."""
+    global KERNEL_SIZE, DILATION, SPEC
+    KERNEL_SIZE, DILATION, SPEC = settings["kernel_size"], settings["dilation"], settings["spec"] or None
+
 HEADLINE_METRIC = "psnr"
 DEFAULTS = {"lr": 1e-3, "lam": 1e-5, "batch_size": 8}
 

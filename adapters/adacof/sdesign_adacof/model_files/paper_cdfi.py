@@ -15,7 +15,8 @@ random flips and temporal swap, batch 8, the whole training set; loss
 Charbonnier + 0.005 · VGG16 conv4_3 (before its ReLU, raw [0, 1] input) + 0.01 ·
 g_Spatial; AdaMax, lr 1e-3 halved every 20 epochs, 100 epochs.
 
-Settings come from SDESIGN_ADACOF_* environment variables (see
+Settings (``sdesign info adacof:paper`` lists them; ``--set NAME=VALUE`` sets
+one; ``SDESIGN_ADACOF_<NAME>`` variables are the fallback, see
 ``sdesign_adacof.training.Settings``): TRAIN (default synthetic; the paper:
 vimeo:PATH), TRAIN_LIMIT (0 = all), VAL (default synthetic; e.g.
 middlebury:PATH), CROP (0: whole frames), BATCH (8), KERNEL_SIZE / DILATION
@@ -25,12 +26,19 @@ SDESIGN_VGG16_WEIGHTS or SDESIGN_ADACOF_NO_PERCEPTUAL=1.
 """
 from sdesign_adacof import training as _t
 
-_settings = _t.Settings.for_cdfi()
+SETTINGS = _t.setting_defaults("cdfi")
+_settings = _t.Settings(**SETTINGS)
 HEADLINE_METRIC = "psnr"
 DEFAULTS = {"lr": 0.1, "lam": 1e-5, "epochs": 20, "n_p": 10, "strategy": "min", "train_epochs": 100,
             "batch_size": _settings.batch_size}
 _validation = None
 _loss = None
+
+
+def configure(settings):
+    """Called with the SETTINGS as set on the command line (``--set NAME=VALUE``)."""
+    global _settings, _validation, _loss
+    _settings, _validation, _loss = _t.Settings(**settings), None, None
 
 
 def build_model():
